@@ -1,0 +1,47 @@
+"""The port callback: a job's single-user server tells the hub which port it listens on.
+
+batchspawner's own handler sets *any* spawner attribute the job sends (``exec_prefix``,
+``batch_query_cmd``: commands the hub later runs as root). This one replaces it at the same
+URL, ``POST /hub/api/batchspawner``, so the stock ``batchspawner-singleuser`` keeps working,
+and accepts ``{"port": <1-65535>}`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jupyterhub import apihandlers
+from jupyterhub.apihandlers import APIHandler
+from tornado import web
+
+ROUTE = r"/api/batchspawner"
+
+
+class PortCallbackHandler(APIHandler):
+    @web.authenticated
+    def post(self):
+        user = self.current_user
+        token = self.get_auth_token()
+        spawner = next(
+            (s for s in getattr(user, "spawners", {}).values() if s.api_token == token), None
+        )
+        if spawner is None:
+            raise web.HTTPError(403, "this token belongs to no pending server")
+        body = self.get_json_body()
+        if not isinstance(body, dict) or set(body) != {"port"}:
+            raise web.HTTPError(400, 'the body must be exactly {"port": <integer>}')
+        port = body["port"]
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise web.HTTPError(400, "port must be an integer from 1 to 65535")
+        spawner.port = port
+        spawner.port_reported(port)
+        self.log.info("%s: job reported port %s", spawner._log_name, port)
+        self.set_status(201)
+        self.finish(json.dumps({"message": "port recorded"}))
+
+
+def install() -> None:
+    """Put this handler in place of batchspawner's in the hub's API routes (idempotent)."""
+    routes = apihandlers.default_handlers
+    routes[:] = [r for r in routes if r[0] != ROUTE]
+    routes.append((ROUTE, PortCallbackHandler))

@@ -1,0 +1,50 @@
+"""The spawn form: built from the live cluster (partitions, GPU types, the user's accounts)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import jinja2
+
+from workbench.resources import ClusterView
+from workbench.slurm.parse import format_duration
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+    autoescape=True, undefined=jinja2.StrictUndefined,
+)
+
+_INT_FIELDS = ("gpus", "cpus")
+
+
+def render_form(view: ClusterView, current: Mapping) -> str:
+    """HTML of the form; ``current`` (last or default options) preselects the fields."""
+    partitions = [
+        {**offer.as_dict(),
+         "max_time": format_duration(offer.max_time_min) if offer.max_time_min else "no limit"}
+        for offer in view.partitions.values()
+    ]
+    offers = {p["name"]: p for p in partitions}
+    return _ENV.get_template("form.html.j2").render(
+        partitions=partitions, accounts=view.accounts, current=dict(current),
+        offers_json=json.dumps(offers).replace("</", "<\\/"),
+    )
+
+
+def options_from_form(formdata: Mapping[str, list[str]]) -> dict:
+    """Form fields (lists of strings) to ``user_options`` of the spawn options contract.
+
+    Numbers become ints when they are numbers; anything else is passed on as text so that
+    validation names the field. Fields outside the contract are passed on too, and refused.
+    """
+    options = {}
+    for key, values in formdata.items():
+        value = values[0] if len(values) == 1 else values
+        if key in _INT_FIELDS and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value.strip())
+        elif isinstance(value, str):
+            value = value.strip()
+        options[key] = value
+    return options

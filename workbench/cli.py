@@ -1,0 +1,205 @@
+"""``workbench``: start, stop and inspect the local AI Factory.
+
+    workbench up                 start (or complete) cluster, accounts, hub; print URL and logins
+    workbench down               stop every daemon `up` started (jobs are cancelled first)
+    workbench status [--json]    hub URL, slurm.conf, demo password, nodes and their state
+    workbench allocations show   projects and their members and grants
+    workbench audit [--json]     the latest audit records
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict
+
+from . import daemons
+from .allocations import AllocationError, Allocations, apply
+from .audit import AuditLog
+from .cluster.local import LocalCluster, secret_file
+from .hub import LocalHub
+from .paths import FactoryHome
+from .people import People, ensure_unix_users
+from .slurm import SlurmClient, SlurmError, queries
+
+log = logging.getLogger("workbench")
+
+
+def _demo_password(home: FactoryHome) -> str:
+    import secrets
+    return secret_file(home.demo_password_file, lambda: "factory-" + secrets.token_hex(4))
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        sys.exit("workbench: run this as root (it starts daemons and creates users)")
+
+
+def cmd_up(args) -> int:
+    _require_root()
+    cluster = LocalCluster()
+    print("Starting the Slurm cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd x"
+          f"{len(cluster.shape.nodes)})...", flush=True)
+    cluster.up()
+    people = People.load()
+    password = _demo_password(cluster.home)
+    created = ensure_unix_users(people, password)
+    if created:
+        print(f"Created Unix users: {', '.join(created)}")
+    try:
+        changes = apply(Allocations.load(), cluster.slurm, cluster.shape.cluster_name)
+    except AllocationError as e:
+        print(f"workbench: {e}", file=sys.stderr)
+        return 2
+    for change in changes:
+        print(f"  {change}")
+    hub = LocalHub(public_port=args.port)
+    if not args.no_hub:
+        print("Starting configurable-http-proxy and JupyterHub...", flush=True)
+        hub.up()
+    print()
+    print(f"The local AI Factory is up: {hub.url}")
+    print(f"Demo logins (password {password}):")
+    allocs = Allocations.load(check_users=False)
+    for p in people.people:
+        projects = ", ".join(allocs.projects_of(p.name)) or "no project"
+        print(f"  {p.name:8} {p.description} [{projects}]")
+    return 0
+
+
+def cmd_down(args) -> int:
+    _require_root()
+    cluster = LocalCluster()
+    if cluster.home.slurm_conf.exists() and cluster.is_up():
+        try:
+            jobs = cluster.slurm.run(queries.jobs())
+            for job in jobs:
+                if job.state.is_active:
+                    cluster.slurm.run(queries.cancel(job.job_id))
+        except SlurmError as e:
+            print(f"workbench: could not cancel jobs: {e}", file=sys.stderr)
+    stopped = LocalHub(public_port=args.port).down() + cluster.down()
+    print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def status(port: int = 8000) -> dict:
+    cluster = LocalCluster()
+    hub = LocalHub(public_port=port)
+    home = cluster.home
+    out = {
+        "hub_url": hub.url,
+        "hub_running": hub.is_up(),
+        "slurm_conf": str(home.slurm_conf),
+        "aifactory_home": str(home.root),
+        "demo_password": (home.demo_password_file.read_text().strip()
+                          if home.demo_password_file.exists() else None),
+        "demo_users": People.load().names,
+        "daemons": {name: bool(pid) for name, pid in
+                    ((n, daemons.read_pid(p))
+                     for n, p in cluster.pidfiles().items())},
+        "nodes": [],
+        "partitions": [],
+    }
+    try:
+        out["nodes"] = [
+            {"name": n.name, "state": n.state, "flags": list(n.flags),
+             "partitions": list(n.partitions), "gpu_type": n.gpu_type, "gpus": n.gpus,
+             "gpus_used": n.gpus_used, "cpus": n.cpus, "address": n.address}
+            for n in cluster.slurm.run(queries.nodes())]
+        out["partitions"] = [asdict(p) for p in cluster.slurm.run(queries.partitions())]
+    except SlurmError as e:
+        out["slurm_error"] = str(e)
+    return out
+
+
+def cmd_status(args) -> int:
+    st = status(args.port)
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    print(f"Hub:        {st['hub_url']} ({'running' if st['hub_running'] else 'not running'})")
+    print(f"slurm.conf: {st['slurm_conf']}")
+    if os.geteuid() == 0:
+        print(f"Demo users: {', '.join(st['demo_users'])} (password {st['demo_password']})")
+    for n in st["nodes"]:
+        gpus = f"{n['gpus_used']}/{n['gpus']} {n['gpu_type']} GPUs used" if n["gpus"] else "no GPU"
+        print(f"  {n['name']:8} {n['state']:10} {','.join(n['partitions']):10} {gpus}")
+    if "slurm_error" in st:
+        print(f"Slurm: {st['slurm_error']}")
+    return 0
+
+
+def cmd_allocations_show(args) -> int:
+    try:
+        allocs = Allocations.load(check_users=False)
+    except AllocationError as e:
+        print(f"workbench: {e}", file=sys.stderr)
+        return 2
+    rows = [{"programme": p.programme, "project": p.name, "members": list(p.members),
+             "gpu_hours": p.gpu_hours} for p in allocs.projects]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['programme']:10} {r['project']:20} {r['gpu_hours']:8g} GPU-h  "
+                  f"{', '.join(r['members']) or '-'}")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    records = AuditLog(FactoryHome.from_env().audit_db).records(limit=args.limit)
+    if args.json:
+        print(json.dumps([asdict(r) for r in records], indent=2))
+    else:
+        for r in records:
+            print(f"{r.at} {r.actor:8} {r.action:22} {r.subject} {json.dumps(r.details)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="workbench",
+        description="The AI Factory Workbench: a local Slurm GPU cluster with JupyterHub in "
+        "front. State lives under $AIFACTORY_HOME (default /var/lib/aifactory).")
+    p.add_argument("--port", type=int, default=8000,
+                   help="public port of the hub's proxy (default 8000)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what is started")
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start whatever part of the local AI Factory is not "
+                        "running; print the URL and demo logins")
+    up.add_argument("--no-hub", action="store_true", help="start the cluster only")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="cancel jobs and stop every daemon `up` started").set_defaults(
+        func=cmd_down)
+    st = sub.add_parser("status", help="hub URL, slurm.conf, demo password, nodes")
+    st.add_argument("--json", action="store_true", help="one JSON object")
+    st.set_defaults(func=cmd_status)
+    al = sub.add_parser("allocations", help="programmes, projects and grants")
+    alsub = al.add_subparsers(dest="allocations_command", required=True)
+    show = alsub.add_parser("show", help="projects, members and GPU-hour grants")
+    show.add_argument("--json", action="store_true", help="JSON output")
+    show.set_defaults(func=cmd_allocations_show)
+    au = sub.add_parser("audit", help="the latest audit records")
+    au.add_argument("--json", action="store_true", help="JSON output")
+    au.add_argument("--limit", type=int, default=50, help="how many records (default 50)")
+    au.set_defaults(func=cmd_audit)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (SlurmError, TimeoutError, RuntimeError) as e:
+        print(f"workbench: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

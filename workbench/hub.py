@@ -1,0 +1,94 @@
+"""Start and stop the local AI Factory's configurable-http-proxy and JupyterHub."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from . import daemons
+from .hubconfig import Site
+from .paths import data_file
+
+log = logging.getLogger(__name__)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status < 500
+    except urllib.error.HTTPError as e:
+        return e.code < 500
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class LocalHub:
+    """The proxy (outlives the hub) and the hub, as daemons with pid files."""
+
+    def __init__(self, site: Site | None = None, public_port: int = 8000):
+        self.site = site or Site.from_env()
+        self.public_port = public_port
+
+    @property
+    def home(self):
+        return self.site.home
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.public_port}/"
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(AIFACTORY_HOME=str(self.home.root), SLURM_CONF=self.site.slurm_conf,
+                   CONFIGPROXY_AUTH_TOKEN=self.site.proxy_token)
+        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+        return env
+
+    def start_proxy(self) -> None:
+        pidfile = self.home.pidfile("proxy")
+        if daemons.read_pid(pidfile):
+            return
+        chp = shutil.which("configurable-http-proxy")
+        if not chp:
+            raise RuntimeError("configurable-http-proxy is not installed (npm install -g "
+                               "configurable-http-proxy)")
+        hub = f"http://{self.site.hub_ip}:{self.site.hub_port}"
+        daemons.spawn(
+            [chp, "--ip", "", "--port", str(self.public_port),
+             "--api-ip", "127.0.0.1", "--api-port", str(self.site.proxy_api_port),
+             "--default-target", hub, "--error-target", f"{hub}/hub/error"],
+            self.home.logfile("proxy"), pidfile, env=self._env())
+        daemons.wait_until(
+            lambda: _answers(f"http://127.0.0.1:{self.site.proxy_api_port}/api/routes") or
+            _answers(self.url), "configurable-http-proxy", 30)
+
+    def start_hub(self, timeout: float = 90) -> None:
+        pidfile = self.home.pidfile("jupyterhub-daemon")
+        if not daemons.read_pid(pidfile):
+            self.home.hub.mkdir(parents=True, exist_ok=True)
+            config = data_file("jupyterhub_config.py")
+            daemons.spawn([sys.executable, "-m", "jupyterhub", "-f", str(config)],
+                          self.home.logfile("jupyterhub"), pidfile, env=self._env(),
+                          cwd=self.home.hub)
+        daemons.wait_until(lambda: _answers(self.url + "hub/api/"), "JupyterHub", timeout)
+
+    def up(self) -> None:
+        self.start_proxy()
+        self.start_hub()
+
+    def is_up(self) -> bool:
+        return bool(daemons.read_pid(self.home.pidfile("jupyterhub-daemon"))) and _answers(
+            self.url + "hub/api/")
+
+    def down(self) -> list[str]:
+        stopped = []
+        if daemons.stop("jupyterhub", self.home.pidfile("jupyterhub-daemon")):
+            stopped.append("jupyterhub")
+        if daemons.stop("configurable-http-proxy", self.home.pidfile("proxy")):
+            stopped.append("configurable-http-proxy")
+        return stopped

@@ -1,0 +1,107 @@
+"""Small pure functions that fill a JupyterHub ``Config``; ``jupyterhub_config.py`` calls them.
+
+Tests drive each with a plain ``traitlets.config.Config()``. Every value comes from a
+:class:`Site` (the local AI Factory's defaults, or a site's own via environment variables), so
+the same config serves a site that points it at its own Slurm cluster.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .cluster.local import secret_file
+from .paths import FactoryHome
+from .people import People
+
+#: Scopes of the hub roles; the dashboards and pair-debugging issues build on these.
+SUPPORT_SCOPES = ["list:users", "read:users", "read:servers", "admin-ui"]
+MANAGER_SCOPES = ["list:users", "read:users:activity", "read:servers"]
+
+
+@dataclass
+class Site:
+    """Where the hub lives and which Slurm cluster it fronts.
+
+    Environment variables (all optional): ``AIFACTORY_HOME`` (state directory),
+    ``SLURM_CONF`` (the cluster's slurm.conf; default: the local cluster's),
+    ``WORKBENCH_PUBLIC_URL`` (what users open, default ``http://:8000``),
+    ``WORKBENCH_HUB_IP`` (address the hub API listens on, reachable from compute nodes;
+    default 127.0.0.1), ``WORKBENCH_PROXY_API_PORT`` (default 8001).
+    """
+
+    home: FactoryHome = field(default_factory=FactoryHome.from_env)
+    slurm_conf: str = ""
+    bind_url: str = "http://:8000"
+    hub_ip: str = "127.0.0.1"
+    hub_port: int = 8081
+    proxy_api_port: int = 8001
+    people: People = field(default_factory=People)
+
+    @classmethod
+    def from_env(cls) -> Site:
+        home = FactoryHome.from_env()
+        return cls(
+            home=home,
+            slurm_conf=os.environ.get("SLURM_CONF", str(home.slurm_conf)),
+            bind_url=os.environ.get("WORKBENCH_PUBLIC_URL", "http://:8000"),
+            hub_ip=os.environ.get("WORKBENCH_HUB_IP", "127.0.0.1"),
+            proxy_api_port=int(os.environ.get("WORKBENCH_PROXY_API_PORT", "8001")),
+            people=People.load(),
+        )
+
+    @property
+    def proxy_token(self) -> str:
+        return secret_file(self.home.secrets / "proxy_token")
+
+
+def update_hub(c, site: Site) -> None:
+    """Where the hub keeps its state, and how it listens."""
+    hub = site.home.hub
+    c.JupyterHub.bind_url = site.bind_url
+    c.JupyterHub.hub_ip = site.hub_ip
+    c.JupyterHub.hub_port = site.hub_port
+    c.JupyterHub.db_url = f"sqlite:///{hub / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(hub / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(site.home.run / "jupyterhub.pid")
+    # An HPC hub must not cancel everyone's jobs when it stops; it re-adopts them on start.
+    c.JupyterHub.cleanup_servers = False
+
+
+def update_proxy(c, site: Site) -> None:
+    """configurable-http-proxy runs on its own (``workbench up`` starts it) and outlives the hub."""
+    c.ConfigurableHTTPProxy.should_start = False
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{site.proxy_api_port}"
+    c.ConfigurableHTTPProxy.auth_token = site.proxy_token
+
+
+def update_auth(c, site: Site) -> None:
+    """PAM logins for the listed people only; admins and role groups from the people file."""
+    c.JupyterHub.authenticator_class = "pam"
+    c.Authenticator.allowed_users = set(site.people.names)
+    c.Authenticator.admin_users = set(site.people.admins)
+    groups = site.people.groups()
+    c.JupyterHub.load_groups = {g: {"users": users} for g, users in groups.items()}
+    c.JupyterHub.load_roles = [
+        {"name": "support", "description": "Support engineers: see users, sessions, queue",
+         "scopes": SUPPORT_SCOPES, "groups": ["support"]},
+        {"name": "managers", "description": "Managers: see allocation use and activity",
+         "scopes": MANAGER_SCOPES, "groups": ["managers"]},
+    ]
+
+
+def update_spawner(c, site: Site) -> None:
+    c.JupyterHub.spawner_class = "slurm-gpu"
+    c.SlurmGPUSpawner.slurm_conf = site.slurm_conf
+    c.SlurmGPUSpawner.audit_db = str(site.home.audit_db)
+    c.Spawner.env_keep = ["LANG", "LC_ALL"]
+    c.Spawner.start_timeout = 300
+
+
+def configure(c, site: Site | None = None) -> None:
+    """The whole workbench hub configuration."""
+    site = site or Site.from_env()
+    update_hub(c, site)
+    update_proxy(c, site)
+    update_auth(c, site)
+    update_spawner(c, site)

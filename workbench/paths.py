@@ -1,0 +1,89 @@
+"""Where the local AI Factory keeps its files.
+
+Everything the local cluster and hub write (configuration, keys, sockets, pid files, logs,
+databases, fake GPU devices) lives under one directory, ``AIFACTORY_HOME``
+(default ``/var/lib/aifactory``), so ``workbench down`` plus ``rm -r`` leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = "/var/lib/aifactory"
+
+#: the source tree's data files (cluster templates, demo files, hub config), shipped in the wheel
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def data_file(*parts: str) -> Path:
+    """A file shipped with the package: ``cluster/...`` or ``jupyterhub_config.py``."""
+    here = DATA_DIR.joinpath(*parts)
+    if here.exists():
+        return here
+    # running from a source checkout (tests, editable install): the repository root
+    return Path(__file__).resolve().parent.parent.joinpath(*parts)
+
+
+@dataclass(frozen=True)
+class FactoryHome:
+    """The directory layout under ``AIFACTORY_HOME``."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> FactoryHome:
+        return cls(Path(os.environ.get("AIFACTORY_HOME", DEFAULT_HOME)))
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def spool(self) -> Path:
+        return self.root / "spool"
+
+    @property
+    def dev(self) -> Path:
+        return self.root / "dev"
+
+    @property
+    def secrets(self) -> Path:
+        """Root-only files: demo password, database password, proxy token."""
+        return self.root / "secrets"
+
+    @property
+    def hub(self) -> Path:
+        """JupyterHub's database and cookie secret."""
+        return self.root / "hub"
+
+    @property
+    def munge(self) -> Path:
+        return self.root / "munge"
+
+    @property
+    def slurm_conf(self) -> Path:
+        return self.etc / "slurm.conf"
+
+    @property
+    def demo_password_file(self) -> Path:
+        return self.secrets / "demo_password"
+
+    @property
+    def audit_db(self) -> Path:
+        return self.hub / "audit.sqlite"
+
+    def pidfile(self, name: str) -> Path:
+        return self.run / f"{name}.pid"
+
+    def logfile(self, name: str) -> Path:
+        return self.log / f"{name}.log"

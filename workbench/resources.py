@@ -1,0 +1,252 @@
+"""The one model of a resource request, and its validation against the live cluster.
+
+The spawn form, the REST API (``user_options``) and, later, workers scaled from a notebook all
+describe what they want as the same dict::
+
+    {"partition": "gpu", "account": "startup-helios", "gpus": 2, "gpu_type": "h100",
+     "cpus": 8, "memory": "32G", "runtime": "02:00:00"}
+
+:func:`validate_request` turns it into a :class:`ResourceRequest` or raises
+:class:`InvalidRequest` naming the field and what is allowed. Every value that reaches a job
+script has passed through here: names are checked against what Slurm offers, numbers against
+the partition's nodes and limits, and nothing else is accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .slurm.models import Association, Node, Partition
+from .slurm.parse import format_duration, parse_duration_min
+
+FIELDS = ("partition", "account", "gpus", "gpu_type", "cpus", "memory", "runtime")
+
+_MEMORY_RE = re.compile(r"^([1-9][0-9]{0,8})([KMGT]?)$")
+_RUNTIME_RE = re.compile(r"^(?:(\d{1,2})-)?(\d{1,3}):([0-5]\d):([0-5]\d)$")
+_UNIT_MB = {"K": 1 / 1024, "M": 1, "": 1, "G": 1024, "T": 1024 * 1024}
+
+
+class InvalidRequest(ValueError):
+    """A request refused before anything reached Slurm; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class PartitionOffer:
+    """What one partition offers a request: limits per node, GPU types, time."""
+
+    name: str
+    default: bool
+    max_time_min: int | None
+    default_time_min: int | None
+    gpu_types: tuple[str, ...]
+    gpus_per_node: int
+    cpus_per_node: int
+    memory_mb_per_node: int
+    nodes: int
+    idle_gpus: int
+    allow_accounts: tuple[str, ...] | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name, "default": self.default, "max_time_min": self.max_time_min,
+            "default_time_min": self.default_time_min, "gpu_types": list(self.gpu_types),
+            "gpus_per_node": self.gpus_per_node, "cpus_per_node": self.cpus_per_node,
+            "memory_mb_per_node": self.memory_mb_per_node, "nodes": self.nodes,
+            "idle_gpus": self.idle_gpus,
+        }
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The live cluster as one user sees it: partitions on offer and their own accounts."""
+
+    partitions: Mapping[str, PartitionOffer]
+    accounts: tuple[str, ...]
+
+    @classmethod
+    def build(cls, nodes: Iterable[Node], partitions: Iterable[Partition],
+              associations: Iterable[Association], user: str) -> ClusterView:
+        nodes = list(nodes)
+        offers = {}
+        for p in partitions:
+            if p.state != "UP":
+                continue
+            members = [n for n in nodes if p.name in n.partitions]
+            if not members:
+                continue
+            allow = None if p.allow_accounts in ("ALL", "") else tuple(p.allow_accounts.split(","))
+            offers[p.name] = PartitionOffer(
+                name=p.name, default=p.default, max_time_min=p.max_time_min,
+                default_time_min=p.default_time_min,
+                gpu_types=tuple(sorted({n.gpu_type for n in members if n.gpu_type})),
+                gpus_per_node=max(n.gpus for n in members),
+                cpus_per_node=max(n.cpus for n in members),
+                memory_mb_per_node=max(n.memory_mb for n in members),
+                nodes=len(members),
+                idle_gpus=sum(n.gpus_idle for n in members),
+                allow_accounts=allow,
+            )
+        accounts = tuple(sorted({a.account for a in associations if a.user == user}))
+        return cls(offers, accounts)
+
+
+@dataclass(frozen=True)
+class ResourceRequest:
+    """A validated request: every field is safe to put in a job script."""
+
+    partition: str
+    account: str
+    gpus: int
+    gpu_type: str
+    cpus: int
+    memory_mb: int
+    runtime_min: int
+
+    @property
+    def gres(self) -> str:
+        """``gpu:h100:2``, ``gpu:2`` or '' for no GPU."""
+        if not self.gpus:
+            return ""
+        return f"gpu:{self.gpu_type}:{self.gpus}" if self.gpu_type else f"gpu:{self.gpus}"
+
+    @property
+    def memory(self) -> str:
+        return f"{self.memory_mb}M"
+
+    @property
+    def time(self) -> str:
+        return format_duration(self.runtime_min)
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.gpus * self.runtime_min / 60
+
+    def as_options(self) -> dict:
+        """Back to the ``user_options`` form (memory in MiB, runtime as Slurm time)."""
+        return {
+            "partition": self.partition, "account": self.account, "gpus": self.gpus,
+            "gpu_type": self.gpu_type, "cpus": self.cpus, "memory": self.memory,
+            "runtime": self.time,
+        }
+
+
+def _name(options: Mapping, field: str, allowed: Iterable[str], what: str) -> str:
+    value = options[field]
+    allowed = list(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        shown = ", ".join(allowed) if allowed else "none"
+        raise InvalidRequest(field, f"{value!r} is not {what}; choose one of: {shown}")
+    return value
+
+
+def _int(options: Mapping, field: str, low: int, high: int, what: str) -> int:
+    value = options[field]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(field, f"{value!r} is not a whole number; {what}")
+    if not low <= value <= high:
+        raise InvalidRequest(field, f"{value} is out of range; {what}")
+    return value
+
+
+def parse_memory_mb(value) -> int:
+    """``"16G"``, ``"512M"``, ``"2048"`` (MiB) to MiB; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"{value!r} is not a memory size")
+    m = _MEMORY_RE.match(str(value).strip().upper())
+    if not m:
+        raise ValueError(f"{value!r} is not a memory size like 16G or 512M")
+    return max(1, int(int(m.group(1)) * _UNIT_MB[m.group(2)]))
+
+
+def parse_runtime_min(value) -> int:
+    """``"HH:MM:SS"``, ``"D-HH:MM:SS"`` or whole minutes to minutes (seconds round up)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a runtime")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        if _RUNTIME_RE.match(text):
+            return parse_duration_min(text)
+    raise ValueError(f"{value!r} is not a runtime like 02:00:00 or 120 (minutes)")
+
+
+def defaults(view: ClusterView, default_partition: str = "gpu") -> dict:
+    """The request a form starts from: the default partition, the user's first account."""
+    name = default_partition if default_partition in view.partitions else next(
+        (p.name for p in view.partitions.values() if p.default), next(iter(view.partitions), ""))
+    offer = view.partitions.get(name)
+    return {
+        "partition": name,
+        "account": view.accounts[0] if view.accounts else "",
+        "gpus": min(1, offer.gpus_per_node) if offer else 0,
+        "gpu_type": offer.gpu_types[0] if offer and offer.gpu_types else "",
+        "cpus": 2,
+        "memory": "8G",
+        "runtime": format_duration(min(60, (offer.max_time_min or 60) if offer else 60)),
+    }
+
+
+def validate_request(options: Mapping, view: ClusterView,
+                     default_partition: str = "gpu") -> ResourceRequest:
+    """Check ``options`` against ``view``; fields left out take :func:`defaults`."""
+    if not isinstance(options, Mapping):
+        raise InvalidRequest("user_options", "must be an object of field: value")
+    unknown = sorted(str(k) for k in options if k not in FIELDS)
+    if unknown:
+        raise InvalidRequest(unknown[0], f"unknown field; the fields are: {', '.join(FIELDS)}")
+    if not view.accounts:
+        raise InvalidRequest(
+            "account", "you belong to no Slurm project account yet; ask your project's "
+            "manager or the AI Factory's support to add you to one")
+    merged = {**defaults(view, default_partition), **options}
+
+    partition = _name(merged, "partition", view.partitions, "a partition of this cluster")
+    offer = view.partitions[partition]
+    allowed_accounts = [a for a in view.accounts
+                        if offer.allow_accounts is None or a in offer.allow_accounts]
+    account = _name(merged, "account", allowed_accounts,
+                    f"one of your project accounts allowed in partition {partition}")
+
+    if "gpu_type" not in options and "partition" in options:
+        merged["gpu_type"] = offer.gpu_types[0] if offer.gpu_types else ""
+    if "gpus" not in options and "partition" in options:
+        merged["gpus"] = min(1, offer.gpus_per_node)
+    gpus = _int(merged, "gpus", 0, offer.gpus_per_node,
+                f"partition {partition} has at most {offer.gpus_per_node} GPUs per node")
+    gpu_type = merged["gpu_type"] or ""
+    if gpu_type:
+        gpu_type = _name(merged, "gpu_type", offer.gpu_types,
+                         f"a GPU type of partition {partition}")
+    cpus = _int(merged, "cpus", 1, offer.cpus_per_node,
+                f"partition {partition} has 1 to {offer.cpus_per_node} CPUs per node")
+
+    try:
+        memory_mb = parse_memory_mb(merged["memory"])
+    except ValueError as e:
+        raise InvalidRequest("memory", str(e)) from None
+    if memory_mb > offer.memory_mb_per_node:
+        raise InvalidRequest(
+            "memory", f"{merged['memory']} is more than a node of partition {partition} has "
+            f"({offer.memory_mb_per_node // 1024}G)")
+
+    try:
+        runtime_min = parse_runtime_min(merged["runtime"])
+    except ValueError as e:
+        raise InvalidRequest("runtime", str(e)) from None
+    limit = offer.max_time_min
+    if runtime_min < 1 or (limit is not None and runtime_min > limit):
+        most = format_duration(limit) if limit is not None else "no limit"
+        raise InvalidRequest(
+            "runtime", f"{merged['runtime']} is outside partition {partition}'s limit "
+            f"(1 minute to {most})")
+    return ResourceRequest(partition, account, gpus, gpu_type, cpus, memory_mb, runtime_min)

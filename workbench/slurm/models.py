@@ -1,0 +1,136 @@
+"""Typed results of Slurm queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+
+class JobState(str, Enum):
+    """Slurm's job states (``squeue``/``sacct`` long names)."""
+
+    PENDING = "PENDING"
+    CONFIGURING = "CONFIGURING"
+    RUNNING = "RUNNING"
+    COMPLETING = "COMPLETING"
+    SUSPENDED = "SUSPENDED"
+    REQUEUED = "REQUEUED"
+    RESIZING = "RESIZING"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+    NODE_FAIL = "NODE_FAIL"
+    PREEMPTED = "PREEMPTED"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    BOOT_FAIL = "BOOT_FAIL"
+    DEADLINE = "DEADLINE"
+    REVOKED = "REVOKED"
+    SPECIAL_EXIT = "SPECIAL_EXIT"
+    STOPPED = "STOPPED"
+    SIGNALING = "SIGNALING"
+    STAGE_OUT = "STAGE_OUT"
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def parse(cls, text: str) -> JobState:
+        # sacct writes "CANCELLED by 1001"; unknown words map to UNKNOWN
+        word = (text or "").split()[0] if text else ""
+        try:
+            return cls(word.upper())
+        except ValueError:
+            return cls.UNKNOWN
+
+    @property
+    def is_pending(self) -> bool:
+        return self in (JobState.PENDING, JobState.CONFIGURING, JobState.REQUEUED)
+
+    @property
+    def is_running(self) -> bool:
+        return self in (JobState.RUNNING, JobState.COMPLETING, JobState.RESIZING,
+                        JobState.SIGNALING, JobState.STAGE_OUT)
+
+    @property
+    def is_active(self) -> bool:
+        return self.is_pending or self.is_running or self is JobState.SUSPENDED
+
+    @property
+    def is_finished(self) -> bool:
+        return not self.is_active and self is not JobState.UNKNOWN
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: int
+    name: str
+    user: str
+    account: str
+    partition: str
+    state: JobState
+    reason: str = ""
+    nodes: str = ""
+    batch_host: str = ""
+    comment: str = ""
+    gpus: int = 0
+    gpu_type: str = ""
+    cpus: int = 0
+    time_limit_min: int | None = None
+    submit_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    exit_code: int | None = None
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    address: str
+    state: str
+    flags: tuple[str, ...] = ()
+    partitions: tuple[str, ...] = ()
+    cpus: int = 0
+    idle_cpus: int = 0
+    memory_mb: int = 0
+    alloc_memory_mb: int = 0
+    gpu_type: str = ""
+    gpus: int = 0
+    gpus_used: int = 0
+    reason: str = ""
+
+    @property
+    def ready(self) -> bool:
+        """Up and schedulable (idle, mixed or allocated; not drained, down or unreachable)."""
+        bad = {"DRAIN", "DRAINING", "DRAINED", "NOT_RESPONDING", "FAIL", "MAINTENANCE"}
+        return self.state in ("idle", "mixed", "allocated") and not bad & set(self.flags)
+
+    @property
+    def needs_resume(self) -> bool:
+        """Down or drained, e.g. after the local cluster was restarted."""
+        return self.state in ("down", "drained") or "DRAIN" in self.flags
+
+    @property
+    def gpus_idle(self) -> int:
+        return max(self.gpus - self.gpus_used, 0) if self.ready else 0
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    nodes: tuple[str, ...]
+    max_time_min: int | None
+    default_time_min: int | None
+    default: bool = False
+    state: str = "UP"
+    allow_accounts: str = "ALL"
+
+
+@dataclass(frozen=True)
+class Association:
+    """A user's membership of a Slurm account (or an account's own association)."""
+
+    account: str
+    user: str = ""
+    parent: str = ""
+    grp_tres_mins: dict[str, int] = field(default_factory=dict)

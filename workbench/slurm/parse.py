@@ -1,0 +1,211 @@
+"""Parsers of Slurm's output into :mod:`workbench.slurm.models` (22.05 OpenAPI v0.0.38 JSON,
+``scontrol -o`` key=value lines, ``sacctmgr -nP`` rows)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from datetime import datetime, timezone
+
+from .models import Association, Job, JobState, Node, Partition
+
+_TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+
+
+def parse_duration_min(text: str) -> int | None:
+    """Slurm time (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH[:MM[:SS]]``) to whole minutes.
+
+    ``UNLIMITED``/``INFINITE`` give None. Seconds round up. Raises ValueError otherwise.
+    """
+    text = text.strip()
+    if text.upper() in ("UNLIMITED", "INFINITE", "NONE", "N/A", ""):
+        return None
+    m = _TIME_RE.match(text)
+    if not m:
+        raise ValueError(f"not a Slurm time: {text!r}")
+    days, a, b, c = m.groups()
+    if days is not None:
+        # D-HH, D-HH:MM, D-HH:MM:SS
+        hours, minutes, seconds = int(a), int(b or 0), int(c or 0)
+        total = int(days) * 86400 + hours * 3600 + minutes * 60 + seconds
+    elif c is not None:
+        total = int(a) * 3600 + int(b) * 60 + int(c)
+    elif b is not None:
+        total = int(a) * 60 + int(b)
+    else:
+        total = int(a) * 60
+    return -(-total // 60)
+
+
+def format_duration(minutes: int) -> str:
+    """Minutes to Slurm's ``D-HH:MM:SS`` (``HH:MM:SS`` under a day)."""
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    hms = f"{hours:02d}:{mins:02d}:00"
+    return f"{days}-{hms}" if days else hms
+
+
+def _ts(value) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromtimestamp(int(value), tz=timezone.utc)
+
+
+def _json(text: str) -> dict:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"Slurm did not answer JSON: {text[:200]!r}") from e
+    errors = data.get("errors") or []
+    if errors:
+        raise ValueError(f"Slurm reported errors: {errors}")
+    return data
+
+
+def parse_gres(text: str) -> tuple[str, int]:
+    """``gpu:h100:4``, ``gres:gpu:h100:2``, ``gpu:2(IDX:0-1)`` → (type, count) of GPUs."""
+    for item in (text or "").split(","):
+        item = re.sub(r"\(.*?\)", "", item.strip())
+        parts = item.split(":")
+        if parts and parts[0] == "gres":
+            parts = parts[1:]
+        if not parts or parts[0] != "gpu":
+            continue
+        if len(parts) == 2 and parts[1].isdigit():
+            return "", int(parts[1])
+        if len(parts) >= 3 and parts[2].isdigit():
+            return parts[1], int(parts[2])
+    return "", 0
+
+
+def parse_jobs(text: str) -> list[Job]:
+    """``squeue --json`` to jobs (22.05 ignores squeue's filters with --json: filter here)."""
+    jobs = []
+    for j in _json(text).get("jobs", []):
+        gpu_type, gpus = parse_gres(j.get("tres_per_node") or j.get("tres_per_job") or "")
+        exit_code = j.get("exit_code")
+        jobs.append(Job(
+            job_id=int(j["job_id"]),
+            name=j.get("name", ""),
+            user=j.get("user_name", ""),
+            account=j.get("account", ""),
+            partition=j.get("partition", ""),
+            state=JobState.parse(j.get("job_state", "")),
+            reason=j.get("state_reason", "") or "",
+            nodes=j.get("nodes", "") or "",
+            batch_host=j.get("batch_host", "") or "",
+            comment=j.get("comment", "") or "",
+            gpus=gpus,
+            gpu_type=gpu_type,
+            cpus=int(j.get("cpus") or 0),
+            time_limit_min=j.get("time_limit"),
+            submit_time=_ts(j.get("submit_time")),
+            start_time=_ts(j.get("start_time")),
+            end_time=_ts(j.get("end_time")),
+            exit_code=exit_code if isinstance(exit_code, int) else None,
+            priority=int(j.get("priority") or 0),
+        ))
+    return jobs
+
+
+def parse_nodes(text: str) -> list[Node]:
+    """``sinfo --json`` to nodes."""
+    nodes = []
+    for n in _json(text).get("nodes", []):
+        gpu_type, gpus = parse_gres(n.get("gres", ""))
+        _, used = parse_gres(n.get("gres_used", ""))
+        nodes.append(Node(
+            name=n["name"],
+            address=n.get("address") or n["name"],
+            state=(n.get("state") or "unknown").lower(),
+            flags=tuple(f.upper() for f in n.get("state_flags") or ()),
+            partitions=tuple(n.get("partitions") or ()),
+            cpus=int(n.get("cpus") or 0),
+            idle_cpus=int(n.get("idle_cpus") or 0),
+            memory_mb=int(n.get("real_memory") or 0),
+            alloc_memory_mb=int(n.get("alloc_memory") or 0),
+            gpu_type=gpu_type,
+            gpus=gpus,
+            gpus_used=used,
+            reason=n.get("reason", "") or "",
+        ))
+    return nodes
+
+
+def parse_key_values(line: str) -> dict[str, str]:
+    """One ``scontrol show ... -o`` line to a dict."""
+    out = {}
+    for token in shlex.split(line):
+        key, sep, value = token.partition("=")
+        if sep:
+            out[key] = value
+    return out
+
+
+def parse_partitions(text: str, nodes: list[Node] | None = None) -> list[Partition]:
+    """``scontrol show partition -o`` to partitions.
+
+    ``nodes`` (from :func:`parse_nodes`) gives each partition's node names expanded; without
+    them the hostlist expression is kept as a single entry.
+    """
+    parts = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        kv = parse_key_values(line)
+        name = kv["PartitionName"]
+        if nodes is not None:
+            members = tuple(n.name for n in nodes if name in n.partitions)
+        else:
+            members = (kv.get("Nodes", ""),)
+        parts.append(Partition(
+            name=name,
+            nodes=members,
+            max_time_min=parse_duration_min(kv.get("MaxTime", "UNLIMITED")),
+            default_time_min=parse_duration_min(kv.get("DefaultTime", "NONE")),
+            default=kv.get("Default") == "YES",
+            state=kv.get("State", "UP"),
+            allow_accounts=kv.get("AllowAccounts", "ALL"),
+        ))
+    return parts
+
+
+def parse_rows(text: str) -> list[list[str]]:
+    """``sacctmgr -nP`` / ``sacct -nP`` output to rows of fields."""
+    return [line.split("|") for line in text.splitlines() if line.strip()]
+
+
+def parse_tres(text: str) -> dict[str, int]:
+    """``gres/gpu=600,cpu=10`` to a dict."""
+    out = {}
+    for item in (text or "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and value.lstrip("-").isdigit():
+            out[key] = int(value)
+    return out
+
+
+def parse_associations(text: str) -> list[Association]:
+    """Rows of ``sacctmgr -nP show assoc format=Account,User,ParentName,GrpTRESMins``."""
+    return [
+        Association(account=r[0], user=r[1], parent=r[2], grp_tres_mins=parse_tres(r[3]))
+        for r in parse_rows(text)
+    ]
+
+
+def parse_job_id(text: str) -> int:
+    """``sbatch --parsable`` output (``123`` or ``123;cluster``) to the job id."""
+    last = text.strip().splitlines()[-1] if text.strip() else ""
+    head = last.split(";")[0]
+    if not head.isdigit():
+        raise ValueError(f"sbatch gave no job id: {text.strip()!r}")
+    return int(head)
+
+
+def parse_job_end(text: str) -> tuple[JobState, str] | None:
+    """``sacct -nP -X --format=State,ExitCode`` to (state, exit code) of the job."""
+    rows = parse_rows(text)
+    if not rows:
+        return None
+    return JobState.parse(rows[0][0]), rows[0][1] if len(rows[0]) > 1 else ""

@@ -1,0 +1,77 @@
+"""The Slurm commands the workbench runs, each a :class:`~workbench.slurm.client.Query`.
+
+Run one with ``client.run(q)`` or ``await client.arun(q)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from . import parse
+from .client import Query
+from .models import Association, Job, JobState, Node, Partition
+
+
+def jobs() -> Query[list[Job]]:
+    """Every job the controller knows (one call for all users and sessions)."""
+    return Query("squeue", ("--json",), parse.parse_jobs)
+
+
+def nodes() -> Query[list[Node]]:
+    return Query("sinfo", ("--json",), parse.parse_nodes)
+
+
+def partitions() -> Query[list[Partition]]:
+    """Partitions with their limits; node names are filled in by :func:`cluster_view`."""
+    return Query("scontrol", ("show", "partition", "-o"), parse.parse_partitions)
+
+
+def ping() -> Query[str]:
+    return Query("scontrol", ("ping",), str)
+
+
+def resume_node(name: str) -> Query[str]:
+    return Query("scontrol", ("update", f"nodename={name}", "state=resume"), str)
+
+
+def submit(script: str, as_user: str, env: Mapping[str, str] | None = None) -> Query[int]:
+    """``sbatch --parsable`` as ``as_user`` with the script on stdin; returns the job id.
+
+    ``env`` reaches sbatch through the environment (sudo --preserve-env), never argv.
+    """
+    return Query("sbatch", ("--parsable",), parse.parse_job_id, as_user=as_user,
+                 input=script, env=dict(env or {}))
+
+
+def cancel(job_id: int, as_user: str | None = None) -> Query[str]:
+    return Query("scancel", (str(int(job_id)),), str, as_user=as_user)
+
+
+def associations(user: str | None = None) -> Query[list[Association]]:
+    """User associations (``user=None``: all of them, accounts' own rows included)."""
+    args = ["-nP", "show", "associations"]
+    if user:
+        args += ["where", f"user={user}"]
+    args.append("format=Account,User,ParentName,GrpTRESMins")
+    return Query("sacctmgr", tuple(args), parse.parse_associations)
+
+
+def sacctmgr_list(entity: str, *fields: str, where: tuple[str, ...] = ()) -> Query[list[list[str]]]:
+    """Rows of ``sacctmgr -nP show ENTITY [where k=v ...] format=FIELDS``."""
+    args = ["-nP", "show", entity]
+    if where:
+        args += ["where", *where]
+    args.append("format=" + ",".join(fields))
+    return Query("sacctmgr", tuple(args), parse.parse_rows)
+
+
+def sacctmgr_modify(action: str, entity: str, *args: str) -> Query[str]:
+    """``sacctmgr -i add|modify|delete ...`` (no prompt)."""
+    return Query("sacctmgr", ("-i", action, entity, *args), str)
+
+
+def job_end(job_id: int) -> Query[tuple[JobState, str] | None]:
+    """How a job ended, from accounting (squeue forgets jobs after MinJobAge):
+    ``(state, "exit:signal")`` or None if accounting does not know it yet."""
+    return Query("sacct", ("-nP", "-X", "-j", str(int(job_id)), "--format=State,ExitCode"),
+                 parse.parse_job_end)
