@@ -70,6 +70,19 @@ def describe_pending(reason: str) -> str:
     return reason or "waiting"
 
 
+def render_job_script(request, *, user: str, server: str, tag: str, homedir: str, output: str,
+                      env_names, env_path: str, prologue: str, argv: list[str]) -> str:
+    """The batch script of a notebook server job, from ``templates/job.sh.j2``.
+
+    ``request`` is a validated :class:`~workbench.resources.ResourceRequest`; the rest comes
+    from the hub's config. ``env_names`` are the variables the job keeps (``--export``).
+    """
+    return _TEMPLATES.get_template("job.sh.j2").render(
+        job_name=f"jupyter-{user}" + (f"-{server}" if server else ""), tag=tag,
+        request=request, homedir=homedir, output=output, keepvars=",".join(sorted(env_names)),
+        env_path=env_path, prologue=prologue, cmd=" ".join(shlex.quote(a) for a in argv))
+
+
 async def _apply_user_options(spawner: SlurmGPUSpawner, user_options: dict) -> None:
     await spawner.validate_options(user_options)
 
@@ -255,16 +268,12 @@ class SlurmGPUSpawner(SlurmSpawner):
     # -- the job ---------------------------------------------------------------------------
 
     def render_script(self) -> str:
-        homedir = self.req_homedir
-        env = self.get_env()
         argv = [self.batchspawner_singleuser_cmd, *self.cmd, *self.get_args()]
-        return _TEMPLATES.get_template("job.sh.j2").render(
-            job_name=f"jupyter-{self.user.name}" + (f"-{self.name}" if self.name else ""),
-            tag=self.job_tag, request=self.request, homedir=homedir,
-            output=self.job_output.format(homedir=homedir),
-            keepvars=",".join(sorted(env)), env_path=self.env_bin,
-            prologue=self.job_prologue, cmd=" ".join(shlex.quote(a) for a in argv),
-        )
+        return render_job_script(
+            self.request, user=self.user.name, server=self.name, tag=self.job_tag,
+            homedir=self.req_homedir, output=self.job_output.format(homedir=self.req_homedir),
+            env_names=self.get_env(), env_path=self.env_bin, prologue=self.job_prologue,
+            argv=argv)
 
     async def submit_batch_script(self):
         if self.request is None:
@@ -373,7 +382,7 @@ class SlurmGPUSpawner(SlurmSpawner):
             if status == JobStatus.NOTFOUND:
                 message = await self.ended_message(job_id)
                 self.clear_state()
-                raise SpawnException(message, reason="job-ended")
+                raise SpawnException(message, reason="job-ended", status_code=500)
             if loop.time() > deadline:
                 reason = describe_pending(self.job.reason) if self.job else "state unknown"
                 await self.cancel_batch_job()

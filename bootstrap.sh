@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The local AI Factory, on a fresh Debian 12 machine, as root:
+#
+#   ./bootstrap.sh          install everything, start cluster + hub, print the URL and logins
+#   ./bootstrap.sh test     the same, then run the whole test suite (what .ci/run calls)
+#
+# Idempotent: run it again and it installs nothing new and starts only what is not running.
+# Environment: AIFACTORY_HOME (state, default /var/lib/aifactory),
+#              AIFACTORY_VENV (the hub's and jobs' Python environment, default /opt/aifactory/venv).
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+VENV="${AIFACTORY_VENV:-/opt/aifactory/venv}"
+export AIFACTORY_HOME="${AIFACTORY_HOME:-/var/lib/aifactory}"
+MODE="${1:-up}"
+
+say() { printf '\n== %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+    echo "bootstrap.sh: run as root (it installs packages, creates users, starts daemons)" >&2
+    exit 1
+fi
+case "$MODE" in up|test) ;; *) echo "usage: $0 [up|test]" >&2; exit 2 ;; esac
+
+APT_PACKAGES=(slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo python3-venv
+              python3-dev chromium procps ca-certificates)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+command -v npm >/dev/null || missing+=(nodejs npm)
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "Installing Debian packages: ${missing[*]}"
+    apt-get update -q
+    # the packages' own services are not used: the workbench starts its daemons itself
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v configurable-http-proxy >/dev/null; then
+    say "Installing configurable-http-proxy (npm)"
+    npm install -g --no-fund --no-audit configurable-http-proxy@5
+fi
+
+# The environment jobs run in must be readable by every user: under /opt, from Debian's python.
+if [ ! -x "$VENV/bin/python" ]; then
+    say "Creating $VENV"
+    /usr/bin/python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+fi
+say "Installing the workbench into $VENV"
+"$VENV/bin/pip" install -q --upgrade ".[test]"
+chmod -R a+rX "$(dirname "$VENV")"
+
+say "Starting the local AI Factory"
+"$VENV/bin/workbench" up
+
+if [ "$MODE" = test ]; then
+    say "Running the test suite"
+    set +e
+    "$VENV/bin/python" -m pytest tests -p no:cacheprovider
+    rc=$?
+    set -e
+    if [ "$rc" != 0 ]; then
+        say "Tests failed (exit $rc): cluster state and logs"
+        "$VENV/bin/workbench" status || true
+        for f in "$AIFACTORY_HOME"/log/*.log "$AIFACTORY_HOME"/munge/munged.log; do
+            [ -f "$f" ] || continue
+            printf '\n---- %s (last 60 lines)\n' "$f"
+            tail -n 60 "$f"
+        done
+    fi
+    exit "$rc"
+fi

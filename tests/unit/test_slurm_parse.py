@@ -1,0 +1,90 @@
+"""Parsers of the Slurm layer, on output recorded from the local cluster (Slurm 22.05).
+
+The same paths run against the live cluster in tests/integration/test_cluster.py.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from workbench.slurm import JobState
+from workbench.slurm.parse import (
+    format_duration, parse_duration_min, parse_gres, parse_job_end, parse_job_id, parse_jobs,
+    parse_key_values, parse_nodes, parse_partitions, parse_tres,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def test_nodes_from_sinfo_json():
+    nodes = {n.name: n for n in parse_nodes((FIXTURES / "sinfo-22.05.json").read_text())}
+    assert set(nodes) == {"h100-1", "h100-2", "a100-1", "cpu-1", "cpu-2"}
+    a100 = nodes["a100-1"]
+    assert (a100.gpu_type, a100.gpus, a100.gpus_used) == ("a100", 4, 0)
+    assert a100.partitions == ("gpu-a100",)
+    assert a100.address == "127.0.0.1"
+    assert a100.ready and a100.gpus_idle == 4
+    assert nodes["cpu-1"].gpus == 0
+
+
+def test_jobs_from_squeue_json():
+    jobs = {j.job_id: j for j in parse_jobs((FIXTURES / "squeue-22.05.json").read_text())}
+    failed, running = jobs[1], jobs[2]
+    assert failed.state is JobState.FAILED and failed.reason == "JobLaunchFailure"
+    assert (failed.gpu_type, failed.gpus, failed.partition) == ("h100", 2, "gpu")
+    assert running.state is JobState.RUNNING and running.batch_host == "cpu-1"
+    assert running.user == "alice" and running.account == "startup-helios"
+    assert running.time_limit_min == 60
+
+
+def test_partitions_from_scontrol():
+    text = (FIXTURES / "scontrol-partition-22.05.txt").read_text()
+    nodes = parse_nodes((FIXTURES / "sinfo-22.05.json").read_text())
+    parts = {p.name: p for p in parse_partitions(text, nodes)}
+    assert parts["gpu"].nodes == ("h100-1", "h100-2")
+    assert parts["gpu"].max_time_min == 12 * 60
+    assert parts["cpu"].max_time_min == 24 * 60 and parts["cpu"].default
+    assert not parts["gpu"].default
+
+
+@pytest.mark.parametrize("text,minutes", [
+    ("30", 30), ("30:30", 31), ("02:00:00", 120), ("1-00:00:00", 1440), ("1-02", 1560),
+    ("UNLIMITED", None), ("INFINITE", None),
+])
+def test_durations(text, minutes):
+    assert parse_duration_min(text) == minutes
+
+
+def test_bad_duration_is_an_error():
+    with pytest.raises(ValueError):
+        parse_duration_min("two hours")
+
+
+def test_format_duration_round_trips():
+    for minutes in (1, 59, 60, 719, 1440, 2000):
+        assert parse_duration_min(format_duration(minutes)) == minutes
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("gpu:h100:4", ("h100", 4)), ("gres:gpu:a100:2", ("a100", 2)), ("gpu:2", ("", 2)),
+    ("gpu:h100:2(IDX:0-1)", ("h100", 2)), ("", ("", 0)), ("(null)", ("", 0)),
+])
+def test_gres(text, expected):
+    assert parse_gres(text) == expected
+
+
+def test_job_id_and_errors():
+    assert parse_job_id("42\n") == 42
+    assert parse_job_id("43;aifactory\n") == 43
+    with pytest.raises(ValueError):
+        parse_job_id("sbatch: error: Batch job submission failed")
+
+
+def test_key_values_and_tres():
+    assert parse_key_values("PartitionName=gpu MaxTime=12:00:00")["MaxTime"] == "12:00:00"
+    assert parse_tres("cpu=4,gres/gpu=600") == {"cpu": 4, "gres/gpu": 600}
+
+
+def test_job_end_from_sacct():
+    assert parse_job_end("CANCELLED by 1001|0:15\n") == (JobState.CANCELLED, "0:15")
+    assert parse_job_end("") is None

@@ -1,0 +1,98 @@
+"""The spawner's pieces without a hub: form, job script, trait help, hub config, audit."""
+
+import re
+
+from traitlets.config import Config
+
+from spawners.form import options_from_form, render_form
+from spawners.slurm_gpu import SlurmGPUSpawner, describe_pending, render_job_script
+from workbench import hubconfig
+from workbench.audit import AuditLog
+from workbench.paths import FactoryHome
+from workbench.people import People, Person
+from workbench.resources import defaults, validate_request
+
+from .test_resources import GOOD, view
+
+
+def test_form_offers_only_the_users_accounts_and_the_live_partitions():
+    v = view(accounts=("research-medai", "research-climate"))
+    html = render_form(v, defaults(v))
+    assert re.findall(r'<option value="([^"]+)"', html.split('id="wb-account"')[1].split(
+        "</select>")[0]) == ["research-climate", "research-medai"]
+    for name in ("gpu", "gpu-a100", "cpu"):
+        assert f'<option value="{name}"' in html
+    assert "12:00:00" in html  # gpu's MaxTime in the partitions table
+
+
+def test_form_escapes_what_it_shows():
+    v = view()
+    html = render_form(v, {**defaults(v), "memory": '"><script>alert(1)</script>'})
+    assert "<script>alert(1)" not in html
+
+
+def test_form_data_becomes_contract_options():
+    opts = options_from_form({"partition": ["gpu"], "gpus": ["2"], "cpus": [" 4 "],
+                              "memory": ["16G"], "runtime": ["01:00:00"], "gpu_type": ["h100"],
+                              "account": ["startup-helios"]})
+    assert opts == {"partition": "gpu", "gpus": 2, "cpus": 4, "memory": "16G",
+                    "runtime": "01:00:00", "gpu_type": "h100", "account": "startup-helios"}
+    assert options_from_form({"gpus": ["two"]}) == {"gpus": "two"}  # refused by validation
+
+
+def test_job_script_has_only_validated_values():
+    req = validate_request(GOOD, view())
+    script = render_job_script(
+        req, user="alice", server="", tag="workbench:hub=h:user=alice:server=",
+        homedir="/home/alice", output="/home/alice/.jupyterhub-slurm-%j.log",
+        env_names={"JUPYTERHUB_API_TOKEN": "secret-value", "PATH": "/x"}, env_path="/opt/v/bin",
+        prologue="", argv=["/opt/v/bin/batchspawner-singleuser", "/opt/v/bin/jupyterhub-singleuser",
+                           "--debug"])
+    assert script.startswith("#!/bin/bash\n#SBATCH --job-name=jupyter-alice\n")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=startup-helios",
+                 "#SBATCH --gres=gpu:h100:2", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=32768M",
+                 "#SBATCH --time=02:00:00", "#SBATCH --export=JUPYTERHUB_API_TOKEN,PATH"):
+        assert line + "\n" in script
+    assert "secret-value" not in script  # names are exported, values never written
+    sbatch = [ln for ln in script.splitlines() if ln.startswith("#SBATCH")]
+    assert len(sbatch) == 13
+
+
+def test_every_spawner_option_has_help():
+    own = SlurmGPUSpawner.class_own_traits(config=True)
+    assert "slurm_conf" in own and "default_partition" in own
+    missing = [name for name, t in own.items() if not (t.help or "").strip()]
+    assert missing == []
+
+
+def test_pending_reasons_in_plain_words():
+    assert "ahead of yours" in describe_pending("Priority")
+    assert "GPU-hour" in describe_pending("AssocGrpGRESMinutes")
+    assert describe_pending("QOSMaxWallDurationPerJobLimit").startswith("a project or QOS")
+
+
+def test_hub_config_for_the_local_factory(tmp_path):
+    c = Config()
+    site = hubconfig.Site(home=FactoryHome(tmp_path), slurm_conf="/site/slurm.conf",
+                          people=People((Person("alice"), Person("sam", hub_groups=("support",)),
+                                         Person("admin", hub_admin=True))))
+    hubconfig.configure(c, site)
+    assert c.JupyterHub.spawner_class == "slurm-gpu"
+    assert c.SlurmGPUSpawner.slurm_conf == "/site/slurm.conf"
+    assert c.JupyterHub.cleanup_servers is False
+    assert c.ConfigurableHTTPProxy.should_start is False
+    assert c.Authenticator.allowed_users == {"alice", "sam", "admin"}
+    assert c.Authenticator.admin_users == {"admin"}
+    assert c.JupyterHub.load_groups == {"support": {"users": ["sam"]}}
+    assert {r["name"] for r in c.JupyterHub.load_roles} == {"support", "managers"}
+    assert c.JupyterHub.db_url == f"sqlite:///{tmp_path}/hub/jupyterhub.sqlite"
+    token = (tmp_path / "secrets" / "proxy_token")
+    assert token.stat().st_mode & 0o077 == 0  # root-only
+
+
+def test_audit_log_round_trip(tmp_path):
+    log = AuditLog(tmp_path / "a.sqlite")
+    log.record("alice", "session.submit", "alice/", job_id=7, partition="gpu")
+    log.record("bob", "session.refused", "bob/", field="gpus")
+    assert [r.action for r in log.records()] == ["session.submit", "session.refused"]
+    assert log.records(actor="alice")[0].details == {"job_id": 7, "partition": "gpu"}
