@@ -1,0 +1,76 @@
+"""A data scientist in a real browser: log in, fill the spawn form, land in JupyterLab on a
+GPU node, run a cell. Debian's chromium driven by Playwright."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from workbench.slurm import queries
+
+pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic", "--disable-dev-shm-usage"]
+ARTIFACTS = Path(os.environ.get("WORKBENCH_TEST_ARTIFACTS", "/tmp/workbench-test-artifacts"))
+
+
+@pytest.fixture
+def page():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+def test_bob_starts_jupyterlab_on_a_gpu_node_from_the_form(page, hub_url, demo_password,
+                                                            slurm, hub_api, wait_for):
+    api = hub_api("bob")  # stops bob's server after the test
+    page.goto(f"{hub_url}hub/login")
+    page.fill("#username_input", "bob")
+    page.fill("#password_input", demo_password)
+    page.click("#login_submit")
+
+    # the form, built from the live cluster
+    page.wait_for_url(re.compile(r".*/hub/spawn.*"))
+    account = page.locator("#wb-account option")
+    expect(account).to_have_count(2)
+    assert sorted(account.all_inner_texts()) == ["research-climate", "research-medai"]
+    page.select_option("#wb-partition", "gpu-a100")
+    expect(page.locator("#wb-gpu-type option")).to_have_text(["a100"])
+    page.select_option("#wb-account", "research-climate")
+    page.fill("#wb-gpus", "1")
+    page.fill("#wb-cpus", "2")
+    page.fill("#wb-memory", "4G")
+    page.fill("#wb-runtime", "00:30:00")
+    page.screenshot(path=str(ARTIFACTS / "spawn-form.png"))
+    page.click("form input[type=submit], form button[type=submit]")
+
+    # JupyterLab, served by the Slurm job
+    page.wait_for_url(re.compile(r".*/user/bob/lab.*"), timeout=120_000)
+    page.locator(".jp-LauncherCard[data-category='Notebook']").first.click()
+    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+    editor.click()
+    page.keyboard.type("import os; print('JOB', os.environ['SLURM_JOB_ID'], "
+                       "'GPUS', os.environ.get('CUDA_VISIBLE_DEVICES'))")
+    page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-OutputArea-output").filter(has_text="JOB").first
+    expect(output).to_contain_text("GPUS", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-cell.png"))
+    text = output.inner_text()
+    m = re.search(r"JOB (\d+) GPUS (\S+)", text)
+    assert m, text
+    job_id, gpus = int(m.group(1)), m.group(2)
+    assert gpus == "0"
+
+    job = next(j for j in slurm.run(queries.jobs()) if j.job_id == job_id)
+    assert job.user == "bob" and job.state.is_running
+    assert (job.partition, job.account, job.batch_host) == ("gpu-a100", "research-climate",
+                                                            "a100-1")
+    assert (job.gpu_type, job.gpus) == ("a100", 1)

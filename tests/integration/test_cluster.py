@@ -1,0 +1,93 @@
+"""The local Slurm cluster, through the workbench's Slurm layer (real daemons, real jobs)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.cluster.local import LocalCluster
+from workbench.resources import ClusterView
+from workbench.slurm import JobState, Query, SlurmError, queries
+from workbench.slurm.parse import parse_job_id
+
+pytestmark = pytest.mark.slurm
+
+WORKBENCH = str(Path(sys.executable).parent / "workbench")
+
+
+def test_shape_of_the_cluster(slurm):
+    nodes = {n.name: n for n in slurm.run(queries.nodes())}
+    assert all(n.ready for n in nodes.values()), nodes
+    by_part = {}
+    for n in nodes.values():
+        for p in n.partitions:
+            by_part.setdefault(p, []).append(n)
+    assert sorted((n.gpu_type, n.gpus) for n in by_part["gpu"]) == [("h100", 4), ("h100", 4)]
+    assert [(n.gpu_type, n.gpus) for n in by_part["gpu-a100"]] == [("a100", 4)]
+    assert [n.gpus for n in by_part["cpu"]] == [0, 0]
+    parts = {p.name: p for p in slurm.run(queries.partitions())}
+    assert parts["cpu"].default and not parts["gpu"].default
+
+
+def test_users_belong_to_their_projects(slurm):
+    accounts = lambda user: {a.account for a in slurm.run(queries.associations(user))}  # noqa: E731
+    assert accounts("alice") == {"startup-helios"}
+    assert accounts("bob") == {"research-medai", "research-climate"}
+    rows = slurm.run(queries.sacctmgr_list("account", "Account", "Organization"))
+    parents = {r[0]: r[1] for r in rows}
+    assert parents["startup-helios"] == "startups"
+    assert parents["research-medai"] == "research"
+
+
+def test_a_gpu_job_as_the_user_sees_its_gpus(slurm, wait_for, tmp_path):
+    out = Path("/tmp") / f"wb-test-gpu-{os.getpid()}.out"
+    script = ("#!/bin/bash\n#SBATCH -p gpu -A startup-helios --gres=gpu:h100:2 -t 5 --mem=1G\n"
+              f"#SBATCH -o {out}\n"
+              "echo user=$(id -un) job=$SLURM_JOB_ID cuda=$CUDA_VISIBLE_DEVICES\n")
+    job_id = slurm.run(queries.submit(script, as_user="alice"))
+    job = wait_for(lambda: next((j for j in slurm.run(queries.jobs()) if j.job_id == job_id
+                                 and j.state.is_finished), None), f"job {job_id} finished")
+    assert job.state is JobState.COMPLETED
+    assert job.user == "alice" and job.partition == "gpu"
+    assert (job.gpu_type, job.gpus) == ("h100", 2)
+    text = wait_for(lambda: out.exists() and out.read_text(), "job output")
+    assert f"user=alice job={job_id} cuda=0,1" in text
+    out.unlink()
+
+
+def test_a_job_cannot_be_submitted_for_someone_elses_project(slurm):
+    sbatch = Query("sbatch", ("--parsable", "-A", "research-medai", "-p", "cpu"),
+                   parse_job_id, as_user="alice", input="#!/bin/bash\nsleep 1\n")
+    with pytest.raises(SlurmError, match="Invalid account"):
+        slurm.run(sbatch)
+
+
+def test_cluster_view_from_the_live_cluster(slurm):
+    view = ClusterView.build(slurm.run(queries.nodes()), slurm.run(queries.partitions()),
+                             slurm.run(queries.associations("bob")), "bob")
+    assert view.accounts == ("research-climate", "research-medai")
+    assert view.partitions["gpu"].gpus_per_node == 4
+    assert view.partitions["gpu"].max_time_min == 720
+
+
+def test_status_json(slurm):
+    out = subprocess.run([WORKBENCH, "status", "--json"], capture_output=True, text=True,
+                         check=True)
+    st = json.loads(out.stdout)
+    assert st["hub_url"].startswith("http://")
+    assert Path(st["slurm_conf"]).is_file()
+    assert st["demo_password"]
+    assert {n["name"]: n["state"] for n in st["nodes"]}.keys() == {
+        "h100-1", "h100-2", "a100-1", "cpu-1", "cpu-2"}
+    assert all(st["daemons"].values())
+    mode = LocalCluster().home.demo_password_file.stat().st_mode
+    assert mode & 0o077 == 0
+
+
+def test_up_again_changes_nothing_and_is_quick(slurm):
+    out = subprocess.run([WORKBENCH, "up"], capture_output=True, text=True, check=True)
+    assert "added" not in out.stdout and "Created" not in out.stdout
+    assert "The local AI Factory is up" in out.stdout

@@ -1,0 +1,100 @@
+"""Spawning notebook servers through the hub's REST API: the spawn options contract."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from workbench.hub import LocalHub
+from workbench.paths import FactoryHome
+from workbench.slurm import queries
+
+pytestmark = [pytest.mark.slurm, pytest.mark.hub]
+
+ALICE_GPU = {"partition": "gpu", "account": "startup-helios", "gpus": 2, "gpu_type": "h100",
+             "cpus": 2, "memory": "4G", "runtime": "00:30:00"}
+
+
+def jobs_of(slurm, user):
+    return [j for j in slurm.run(queries.jobs()) if j.user == user]
+
+
+def server(api):
+    return api.get(f"{api.base}/users/{api.user}").json()["servers"].get("")
+
+
+def test_spawn_on_a_gpu_node_as_alice_and_stop_cancels(slurm, hub_api, hub_url, wait_for):
+    api = hub_api("alice")
+    before = {j.job_id for j in jobs_of(slurm, "alice")}
+    started = time.monotonic()
+    r = api.post(f"{api.base}/users/alice/server", json={"user_options": ALICE_GPU})
+    assert r.status_code in (201, 202), r.text
+    wait_for(lambda: (server(api) or {}).get("ready"), "alice's server ready")
+    ready_after = time.monotonic() - started
+    print(f"REST spawn to ready: {ready_after:.2f} s")
+
+    # the server answers through the proxy, as alice's
+    r = api.get(f"{hub_url}user/alice/api/status")
+    assert r.status_code == 200, r.text
+
+    new = [j for j in jobs_of(slurm, "alice") if j.job_id not in before and j.state.is_active]
+    assert len(new) == 1, new
+    job = new[0]
+    assert job.state.is_running and job.partition == "gpu"
+    assert job.batch_host in ("h100-1", "h100-2")
+    assert (job.gpu_type, job.gpus, job.account) == ("h100", 2, "startup-helios")
+    assert job.comment.startswith("workbench:") and "user=alice" in job.comment
+
+    r = api.delete(f"{api.base}/users/alice/server")
+    assert r.status_code in (202, 204), r.text
+    wait_for(lambda: not server(api), "server gone from the hub")
+    gone = wait_for(lambda: next((j for j in slurm.run(queries.jobs())
+                                  if j.job_id == job.job_id and not j.state.is_active), None),
+                    f"job {job.job_id} ended")
+    assert gone.state.value == "CANCELLED"
+
+
+BAD = {
+    "unknown partition": ({"partition": "nope"}, "partition"),
+    "someone else's account": ({"account": "research-medai"}, "account"),
+    "99 GPUs": ({"gpus": 99}, "gpus"),
+    "runtime over the limit": ({"runtime": "13:00:00"}, "runtime"),
+    "#SBATCH injected in memory": ({"memory": "4G\n#SBATCH --uid=0"}, "memory"),
+    "#SBATCH injected in gpu_type": ({"gpu_type": "h100\n#SBATCH --exclusive"}, "gpu_type"),
+    "#SBATCH injected in account": ({"account": "startup-helios\n#SBATCH -A research-medai"},
+                                    "account"),
+    "unknown field": ({"qos": "high"}, "qos"),
+    "GPUs as text": ({"gpus": "2"}, "gpus"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_invalid_options_are_refused_with_400_and_no_job(case, slurm, hub_api, factory_home):
+    change, field = BAD[case]
+    api = hub_api("alice")
+    before = slurm.run(queries.jobs())
+    r = api.post(f"{api.base}/users/alice/server", json={"user_options": {**ALICE_GPU, **change}})
+    assert r.status_code == 400, r.text
+    message = r.json()["message"]
+    assert message.startswith(f"Invalid {field}:"), message
+    assert server(api) is None
+    after = slurm.run(queries.jobs())
+    assert {j.job_id for j in after} == {j.job_id for j in before}, "a job was submitted"
+
+
+def test_hub_that_died_is_restarted_by_up_and_keeps_state(slurm, hub_url):
+    home = FactoryHome.from_env()
+    pid = int(home.pidfile("jupyterhub-daemon").read_text())
+    subprocess.run(["kill", "-9", str(pid)], check=True)
+    hub = LocalHub()
+    deadline = time.monotonic() + 10
+    while hub.is_up() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not hub.is_up()
+    subprocess.run([str(Path(sys.executable).parent / "workbench"), "up"], check=True,
+                   capture_output=True)
+    assert hub.is_up()
+    assert requests.get(f"{hub_url}hub/api/").status_code == 200
