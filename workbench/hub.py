@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -77,7 +78,19 @@ class LocalHub:
                           cwd=self.home.hub)
         daemons.wait_until(lambda: _answers(self.url + "hub/api/"), "JupyterHub", timeout)
 
+    @staticmethod
+    def write_lab_overrides() -> Path:
+        """JupyterLab settings of the single-user environment: no news fetched from the
+        internet (compute nodes are offline)."""
+        path = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        settings = json.loads(path.read_text()) if path.exists() else {}
+        settings.setdefault("@jupyterlab/apputils-extension:notification", {})["fetchNews"] = "false"
+        path.write_text(json.dumps(settings, indent=2) + "\n")
+        return path
+
     def up(self) -> None:
+        self.write_lab_overrides()
         self.start_proxy()
         self.start_hub()
 

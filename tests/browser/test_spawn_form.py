@@ -54,6 +54,8 @@ def test_bob_starts_jupyterlab_on_a_gpu_node_from_the_form(page, hub_url, demo_p
 
     # JupyterLab, served by the Slurm job
     page.wait_for_url(re.compile(r".*/user/bob/lab.*"), timeout=120_000)
+    # a fresh workspace, whatever an earlier session of bob's left open
+    page.goto(f"{hub_url}user/bob/lab?reset")
     page.locator(".jp-LauncherCard[data-category='Notebook']").first.click()
     editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
     editor.click()
