@@ -394,7 +394,7 @@ class SlurmGPUSpawner(SlurmSpawner):
             # the port callback wakes us at once; otherwise back off up to 2 s
             try:
                 await asyncio.wait_for(self._port_event.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 delay = min(delay * 2, 2.0)
         self.ip = await self.node_address(self.state_gethost())
         self.log.info("%s: job %s running on %s, server at %s:%s", self._log_name, job_id,

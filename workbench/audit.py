@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 _SCHEMA = """
@@ -46,7 +46,7 @@ class AuditLog:
         return conn
 
     def record(self, actor: str, action: str, subject: str, **details) -> AuditRecord:
-        rec = AuditRecord(datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        rec = AuditRecord(datetime.now(UTC).isoformat(timespec="seconds"),
                           actor, action, subject, details)
         with self._connect() as conn:
             conn.execute(

@@ -23,7 +23,7 @@ from .cluster.local import LocalCluster, secret_file
 from .hub import LocalHub
 from .paths import FactoryHome
 from .people import People, ensure_unix_users
-from .slurm import SlurmClient, SlurmError, queries
+from .slurm import SlurmError, queries
 
 log = logging.getLogger("workbench")
 

@@ -64,7 +64,7 @@ def spawn(argv: list[str], logfile: Path, pidfile: Path, env: dict | None = None
 
 
 def stop(name: str, pidfile: Path, timeout: float = 30.0) -> bool:
-    """SIGTERM the process in ``pidfile``, then SIGKILL after ``timeout``. True if one was running."""
+    """SIGTERM the process in ``pidfile``, SIGKILL after ``timeout``; True if one was running."""
     pid = read_pid(pidfile)
     if pid is None:
         pidfile.unlink(missing_ok=True)

@@ -85,7 +85,8 @@ class LocalHub:
         path = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         settings = json.loads(path.read_text()) if path.exists() else {}
-        settings.setdefault("@jupyterlab/apputils-extension:notification", {})["fetchNews"] = "false"
+        notification = settings.setdefault("@jupyterlab/apputils-extension:notification", {})
+        notification["fetchNews"] = "false"
         path.write_text(json.dumps(settings, indent=2) + "\n")
         return path
 

@@ -31,7 +31,7 @@ def page():
 
 def test_bob_starts_jupyterlab_on_a_gpu_node_from_the_form(page, hub_url, demo_password,
                                                             slurm, hub_api, wait_for):
-    api = hub_api("bob")  # stops bob's server after the test
+    hub_api("bob")  # stops bob's server after the test
     page.goto(f"{hub_url}hub/login")
     page.fill("#username_input", "bob")
     page.fill("#password_input", demo_password)

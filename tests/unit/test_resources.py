@@ -3,7 +3,12 @@
 import pytest
 
 from workbench.resources import (
-    ClusterView, InvalidRequest, defaults, parse_memory_mb, parse_runtime_min, validate_request,
+    ClusterView,
+    InvalidRequest,
+    defaults,
+    parse_memory_mb,
+    parse_runtime_min,
+    validate_request,
 )
 from workbench.slurm.models import Association, Node, Partition
 

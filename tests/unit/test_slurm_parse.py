@@ -9,8 +9,16 @@ import pytest
 
 from workbench.slurm import JobState
 from workbench.slurm.parse import (
-    format_duration, parse_duration_min, parse_gres, parse_job_end, parse_job_id, parse_jobs,
-    parse_key_values, parse_nodes, parse_partitions, parse_tres,
+    format_duration,
+    parse_duration_min,
+    parse_gres,
+    parse_job_end,
+    parse_job_id,
+    parse_jobs,
+    parse_key_values,
+    parse_nodes,
+    parse_partitions,
+    parse_tres,
 )
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

@@ -96,3 +96,15 @@ def test_audit_log_round_trip(tmp_path):
     log.record("bob", "session.refused", "bob/", field="gpus")
     assert [r.action for r in log.records()] == ["session.submit", "session.refused"]
     assert log.records(actor="alice")[0].details == {"job_id": 7, "partition": "gpu"}
+
+
+def test_code_passes_the_projects_lint():
+    """ruff with pyproject's rules (no bare except, sorted imports, line length)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([ruff, "check", str(root)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

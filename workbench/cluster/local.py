@@ -17,9 +17,9 @@ from pathlib import Path
 
 import jinja2
 
+from .. import daemons
 from ..paths import FactoryHome, data_file
 from ..slurm import SlurmClient, SlurmError, queries
-from .. import daemons
 from .shape import ClusterShape
 
 log = logging.getLogger(__name__)
@@ -169,10 +169,10 @@ class LocalCluster:
         daemons.wait_until(lambda: _port_open(self.ports.mariadb), "MariaDB", 60)
         password = secret_file(self.home.secrets / "db_password")
         self._mysql(
-            "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{p}';"
-            "ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{p}';"
+            f"CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}';"
+            f"ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}';"
             "CREATE DATABASE IF NOT EXISTS slurm_acct_db;"
-            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';".format(p=password)
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
         )
 
     def start_slurmdbd(self) -> None:

@@ -130,14 +130,15 @@ class SlurmClient:
         argv = self.argv(query)
         proc = await asyncio.create_subprocess_exec(
             *argv,
-            stdin=asyncio.subprocess.PIPE if query.input is not None else asyncio.subprocess.DEVNULL,
+            stdin=(asyncio.subprocess.PIPE if query.input is not None
+                   else asyncio.subprocess.DEVNULL),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=self.environ(query.env),
         )
         data = query.input.encode() if query.input is not None else None
         try:
             out, err = await asyncio.wait_for(proc.communicate(data), self.timeout)
-        except asyncio.TimeoutError as e:
+        except TimeoutError as e:
             proc.kill()
             await proc.wait()
             raise SlurmUnavailable(argv, None, "", "") from e

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .models import Association, Job, JobState, Node, Partition
 
@@ -49,7 +49,7 @@ def format_duration(minutes: int) -> str:
 def _ts(value) -> datetime | None:
     if not value:
         return None
-    return datetime.fromtimestamp(int(value), tz=timezone.utc)
+    return datetime.fromtimestamp(int(value), tz=UTC)
 
 
 def _json(text: str) -> dict:
