@@ -27,9 +27,12 @@ def render_form(view: ClusterView, current: Mapping) -> str:
         for offer in view.partitions.values()
     ]
     offers = {p["name"]: p for p in partitions}
+    budgets = {a: {"granted": b.granted_hours, "used": b.used_hours, "left": b.remaining_hours}
+               for a, b in view.budgets.items()}
+    data = json.dumps({"offers": offers, "budgets": budgets}).replace("</", "<\\/")
     return _ENV.get_template("form.html.j2").render(
         partitions=partitions, accounts=view.accounts, current=dict(current),
-        offers_json=json.dumps(offers).replace("</", "<\\/"),
+        budgets=budgets, data_json=data,
     )
 
 

@@ -29,6 +29,8 @@ from batchspawner import JobStatus, SlurmSpawner
 from jupyterhub.spawner import SpawnException
 from traitlets import Float, Unicode, default
 
+from workbench.allocations import AllocationError, Allocations, abudgets
+from workbench.allocations import default_path as default_allocations_path
 from workbench.audit import AuditLog
 from workbench.paths import FactoryHome
 from workbench.resources import ClusterView, InvalidRequest, defaults, validate_request
@@ -81,6 +83,10 @@ def render_job_script(request, *, user: str, server: str, tag: str, homedir: str
         job_name=f"jupyter-{user}" + (f"-{server}" if server else ""), tag=tag,
         request=request, homedir=homedir, output=output, keepvars=",".join(sorted(env_names)),
         env_path=env_path, prologue=prologue, cmd=" ".join(shlex.quote(a) for a in argv))
+
+
+async def _nothing() -> list:
+    return []
 
 
 async def _apply_user_options(spawner: SlurmGPUSpawner, user_options: dict) -> None:
@@ -156,6 +162,15 @@ class SlurmGPUSpawner(SlurmSpawner):
         "Example: 'module load cuda/12'.",
     ).tag(config=True)
 
+    allocations_file = Unicode(
+        None, allow_none=True,
+        help="""The allocations file (programmes, projects, GPU-hour grants) whose budgets the
+        form shows and requests are checked against. None (default): looked up at each spawn,
+        AIFACTORY_HOME/etc/allocations.yaml if present, else the demo file. Empty: no budget
+        check in the hub (Slurm still enforces its limits).
+        Example: '/etc/aifactory/allocations.yaml'.""",
+    ).tag(config=True)
+
     audit_db = Unicode(
         help="SQLite file of the audit log. Default: AIFACTORY_HOME/hub/audit.sqlite. "
         "Example: '/var/lib/aifactory/hub/audit.sqlite'.",
@@ -222,14 +237,27 @@ class SlurmGPUSpawner(SlurmSpawner):
 
     # -- the form and validation -----------------------------------------------------------
 
+    def allocations(self) -> Allocations | None:
+        if self.allocations_file == "":
+            return None
+        path = Path(self.allocations_file or default_allocations_path())
+        try:
+            return Allocations.load(path, check_users=False)
+        except AllocationError as e:
+            self.log.error("%s: allocations file unusable, budgets not shown: %s",
+                           self._log_name, e)
+            return None
+
     async def cluster_view(self) -> ClusterView:
-        """Partitions, GPU types and this user's accounts, read from Slurm now."""
-        nodes, parts, assocs = await asyncio.gather(
+        """Partitions, GPU types, this user's accounts and their GPU-hours, from Slurm now."""
+        allocs = self.allocations()
+        nodes, parts, assocs, budgets = await asyncio.gather(
             self.slurm.arun(queries.nodes()),
             self.slurm.arun(queries.partitions()),
             self.slurm.arun(queries.associations(self.user.name)),
+            abudgets(allocs, self.slurm) if allocs else _nothing(),
         )
-        return ClusterView.build(nodes, parts, assocs, self.user.name)
+        return ClusterView.build(nodes, parts, assocs, self.user.name, budgets)
 
     async def render_options_form(self) -> str:
         try:

@@ -3,7 +3,10 @@
     workbench up                 start (or complete) cluster, accounts, hub; print URL and logins
     workbench down               stop every daemon `up` started (jobs are cancelled first)
     workbench status [--json]    hub URL, slurm.conf, demo password, nodes and their state
-    workbench allocations show   projects and their members and grants
+    workbench allocations apply [FILE] [--dry-run]
+                                 make Slurm match the allocations file, print the changes
+    workbench allocations show [FILE] [--json]
+                                 granted, used and remaining GPU-hours per project
     workbench audit [--json]     the latest audit records
 """
 
@@ -15,15 +18,16 @@ import logging
 import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from . import daemons
-from .allocations import AllocationError, Allocations, apply
+from .allocations import AllocationError, Allocations, apply, apply_plan, budgets, plan
 from .audit import AuditLog
 from .cluster.local import LocalCluster, secret_file
 from .hub import LocalHub
 from .paths import FactoryHome
 from .people import People, ensure_unix_users
-from .slurm import SlurmError, queries
+from .slurm import SlurmClient, SlurmError, queries
 
 log = logging.getLogger("workbench")
 
@@ -50,11 +54,11 @@ def cmd_up(args) -> int:
     if created:
         print(f"Created Unix users: {', '.join(created)}")
     try:
-        changes = apply(Allocations.load(), cluster.slurm, cluster.shape.cluster_name)
+        allocs = Allocations.load(nodes=cluster.slurm.run(queries.nodes()))
     except AllocationError as e:
         print(f"workbench: {e}", file=sys.stderr)
         return 2
-    for change in changes:
+    for change in apply(allocs, cluster.slurm, cluster.shape.cluster_name):
         print(f"  {change}")
     hub = LocalHub(public_port=args.port)
     if not args.no_hub:
@@ -63,7 +67,6 @@ def cmd_up(args) -> int:
     print()
     print(f"The local AI Factory is up: {hub.url}")
     print(f"Demo logins (password {password}):")
-    allocs = Allocations.load(check_users=False)
     for p in people.people:
         projects = ", ".join(allocs.projects_of(p.name)) or "no project"
         print(f"  {p.name:8} {p.description} [{projects}]")
@@ -133,20 +136,50 @@ def cmd_status(args) -> int:
     return 0
 
 
-def cmd_allocations_show(args) -> int:
+def _load_allocations(args, slurm: SlurmClient) -> Allocations:
+    path = Path(args.file) if args.file else None
+    return Allocations.load(path, nodes=slurm.run(queries.nodes()))
+
+
+def cmd_allocations_apply(args) -> int:
+    _require_root()
+    cluster = LocalCluster()
     try:
-        allocs = Allocations.load(check_users=False)
+        allocs = _load_allocations(args, cluster.slurm)
+    except AllocationError as e:
+        print(f"workbench: {e}\nNothing was changed.", file=sys.stderr)
+        return 2
+    changes = plan(allocs, cluster.slurm, args.cluster or cluster.shape.cluster_name)
+    if not changes:
+        print(f"{allocs.path}: Slurm already matches; nothing to change.")
+        return 0
+    verb = "Would change" if args.dry_run else "Changed"
+    if not args.dry_run:
+        apply_plan(changes, cluster.slurm)
+    print(f"{verb} ({allocs.path}):")
+    for change in changes:
+        print(f"  {change.summary}")
+    return 0
+
+
+def cmd_allocations_show(args) -> int:
+    cluster = LocalCluster()
+    try:
+        allocs = _load_allocations(args, cluster.slurm)
     except AllocationError as e:
         print(f"workbench: {e}", file=sys.stderr)
         return 2
-    rows = [{"programme": p.programme, "project": p.name, "members": list(p.members),
-             "gpu_hours": p.gpu_hours} for p in allocs.projects]
+    rows = [b.as_dict() for b in budgets(allocs, cluster.slurm)]
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        for r in rows:
-            print(f"{r['programme']:10} {r['project']:20} {r['gpu_hours']:8g} GPU-h  "
-                  f"{', '.join(r['members']) or '-'}")
+        return 0
+    print(f"{'programme':10} {'project':20} {'granted':>9} {'used':>9} {'left':>9}  members")
+    for r, b in zip(rows, allocs.projects, strict=True):
+        note = "" if r["active"] else "  (outside its validity period)"
+        print(f"{b.programme:10} {r['project']:20} {r['granted_gpu_hours']:9g} "
+              f"{r['used_gpu_hours']:9.2f} {r['remaining_gpu_hours']:9.2f}  "
+              f"{', '.join(r['members']) or '-'}{note}")
+    print("(GPU-hours, from Slurm accounting)")
     return 0
 
 
@@ -180,7 +213,16 @@ def parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_status)
     al = sub.add_parser("allocations", help="programmes, projects and grants")
     alsub = al.add_subparsers(dest="allocations_command", required=True)
-    show = alsub.add_parser("show", help="projects, members and GPU-hour grants")
+    file_help = ("the allocations file (default: $AIFACTORY_HOME/etc/allocations.yaml if "
+                 "present, else the demo's cluster/allocations.yaml)")
+    ap = alsub.add_parser("apply", help="make Slurm's accounts, associations, grants and QOS "
+                          "match the allocations file; print what changed")
+    ap.add_argument("file", nargs="?", help=file_help)
+    ap.add_argument("--dry-run", action="store_true", help="print the changes, make none")
+    ap.add_argument("--cluster", help="Slurm cluster name (default: the local cluster's)")
+    ap.set_defaults(func=cmd_allocations_apply)
+    show = alsub.add_parser("show", help="granted, used and remaining GPU-hours per project")
+    show.add_argument("file", nargs="?", help=file_help)
     show.add_argument("--json", action="store_true", help="JSON output")
     show.set_defaults(func=cmd_allocations_show)
     au = sub.add_parser("audit", help="the latest audit records")

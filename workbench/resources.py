@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from .slurm.models import Association, Node, Partition
 from .slurm.parse import format_duration, parse_duration_min
@@ -63,16 +64,29 @@ class PartitionOffer:
         }
 
 
+class Budget(Protocol):
+    """What is granted, used and left of a project's GPU-hours (``allocations.ProjectBudget``)."""
+
+    granted_hours: float
+    used_hours: float
+
+    @property
+    def remaining_hours(self) -> float: ...
+
+
 @dataclass(frozen=True)
 class ClusterView:
-    """The live cluster as one user sees it: partitions on offer and their own accounts."""
+    """The live cluster as one user sees it: partitions on offer, their own accounts and what
+    is left of each account's GPU-hours (accounts without a budget are not limited here)."""
 
     partitions: Mapping[str, PartitionOffer]
     accounts: tuple[str, ...]
+    budgets: Mapping[str, Budget] = field(default_factory=dict)
 
     @classmethod
     def build(cls, nodes: Iterable[Node], partitions: Iterable[Partition],
-              associations: Iterable[Association], user: str) -> ClusterView:
+              associations: Iterable[Association], user: str,
+              budgets: Iterable | None = None) -> ClusterView:
         nodes = list(nodes)
         offers = {}
         for p in partitions:
@@ -94,7 +108,8 @@ class ClusterView:
                 allow_accounts=allow,
             )
         accounts = tuple(sorted({a.account for a in associations if a.user == user}))
-        return cls(offers, accounts)
+        return cls(offers, accounts,
+                   {b.project: b for b in budgets or () if b.project in accounts})
 
 
 @dataclass(frozen=True)
@@ -249,4 +264,30 @@ def validate_request(options: Mapping, view: ClusterView,
         raise InvalidRequest(
             "runtime", f"{merged['runtime']} is outside partition {partition}'s limit "
             f"(1 minute to {most})")
-    return ResourceRequest(partition, account, gpus, gpu_type, cpus, memory_mb, runtime_min)
+    request = ResourceRequest(partition, account, gpus, gpu_type, cpus, memory_mb, runtime_min)
+    check_budget(request, view.budgets.get(account))
+    return request
+
+
+def check_budget(request: ResourceRequest, budget: Budget | None) -> None:
+    """Refuse a request that costs more GPU-hours than its project has left, saying what fits."""
+    if budget is None or request.gpu_hours <= budget.remaining_hours + 1e-9:
+        return
+    left = budget.remaining_hours
+    cost = (f"costs {request.gpu_hours:.2f} GPU-hours ({request.gpus} GPU"
+            f"{'s' if request.gpus > 1 else ''} for {request.time})")
+    if left <= 0:
+        raise InvalidRequest(
+            "account", f"your request {cost}, but project {request.account} has no GPU-hours "
+            f"left (granted {budget.granted_hours:g}, used {budget.used_hours:.2f}); ask your "
+            "programme for more, or start a CPU-only session (0 GPUs)")
+    fits = []
+    minutes = int(left * 60 / request.gpus)
+    if minutes >= 1:
+        fits.append(f"{request.gpus} GPU{'s' if request.gpus > 1 else ''} for at most "
+                    f"{format_duration(minutes)}")
+    if request.gpus > 1 and left * 60 >= request.runtime_min:
+        fits.append(f"{int(left * 60 // request.runtime_min)} GPU(s) for {request.time}")
+    raise InvalidRequest(
+        "account", f"your request {cost}, but project {request.account} has "
+        f"{left:.2f} GPU-hours left; what would fit: {' or '.join(fits) or '0 GPUs'}")

@@ -6,9 +6,9 @@ parses a Slurm command.
 
 from . import queries
 from .client import Query, SlurmClient, SlurmError, SlurmUnavailable
-from .models import Association, Job, JobState, Node, Partition
+from .models import Association, GpuUse, Job, JobState, Node, Partition
 
 __all__ = [
-    "Association", "Job", "JobState", "Node", "Partition", "Query", "SlurmClient",
+    "Association", "GpuUse", "Job", "JobState", "Node", "Partition", "Query", "SlurmClient",
     "SlurmError", "SlurmUnavailable", "queries",
 ]

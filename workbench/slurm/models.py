@@ -134,3 +134,19 @@ class Association:
     user: str = ""
     parent: str = ""
     grp_tres_mins: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GpuUse:
+    """One job's GPU consumption as accounting records it (running jobs: so far)."""
+
+    job_id: int
+    account: str
+    user: str
+    gpus: int
+    elapsed_s: int
+    start: datetime | None
+
+    @property
+    def gpu_seconds(self) -> int:
+        return self.gpus * self.elapsed_s

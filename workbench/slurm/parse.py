@@ -8,7 +8,7 @@ import re
 import shlex
 from datetime import UTC, datetime
 
-from .models import Association, Job, JobState, Node, Partition
+from .models import Association, GpuUse, Job, JobState, Node, Partition
 
 _TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
@@ -209,3 +209,26 @@ def parse_job_end(text: str) -> tuple[JobState, str] | None:
     if not rows:
         return None
     return JobState.parse(rows[0][0]), rows[0][1] if len(rows[0]) > 1 else ""
+
+
+def parse_gpu_use(text: str) -> list[GpuUse]:
+    """``sacct -nP -X --format=JobID,Account,User,AllocTRES,ElapsedRaw,Start`` to GPU use."""
+    out = []
+    for row in parse_rows(text):
+        if len(row) < 6 or not row[0].split("_")[0].isdigit():
+            continue
+        gpus = parse_tres(row[3]).get("gres/gpu", 0)
+        start = None
+        if row[5] and row[5] not in ("Unknown", "None"):
+            start = datetime.fromisoformat(row[5])
+        elapsed = int(row[4]) if row[4].isdigit() else 0
+        out.append(GpuUse(int(row[0].split("_")[0]), row[1], row[2], gpus, elapsed, start))
+    return out
+
+
+def parse_share_usage(text: str) -> dict[str, int]:
+    """The account's own row of ``sshare -nP -o Account,User,GrpTRESRaw``."""
+    for row in parse_rows(text):
+        if len(row) >= 3 and row[1] == "":
+            return parse_tres(row[2])
+    return {}

@@ -6,10 +6,11 @@ Run one with ``client.run(q)`` or ``await client.arun(q)``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 
 from . import parse
 from .client import Query
-from .models import Association, Job, JobState, Node, Partition
+from .models import Association, GpuUse, Job, JobState, Node, Partition
 
 
 def jobs() -> Query[list[Job]]:
@@ -75,3 +76,17 @@ def job_end(job_id: int) -> Query[tuple[JobState, str] | None]:
     ``(state, "exit:signal")`` or None if accounting does not know it yet."""
     return Query("sacct", ("-nP", "-X", "-j", str(int(job_id)), "--format=State,ExitCode"),
                  parse.parse_job_end)
+
+
+def gpu_usage(accounts: list[str], since: date) -> Query[list[GpuUse]]:
+    """GPU use of every job of ``accounts`` started since ``since`` (all users)."""
+    return Query("sacct", ("-a", "-nP", "-X", "-A", ",".join(accounts),
+                           "-S", since.isoformat(), "-E", "now",
+                           "--format=JobID,Account,User,AllocTRES,ElapsedRaw,Start"),
+                 parse.parse_gpu_use)
+
+
+def enforced_usage(account: str) -> Query[dict[str, int]]:
+    """TRES-minutes Slurm counts against ``account``'s GrpTRESMins (``sshare`` GrpTRESRaw)."""
+    return Query("sshare", ("-nP", "-A", account, "-o", "Account,User,GrpTRESRaw"),
+                 parse.parse_share_usage)
