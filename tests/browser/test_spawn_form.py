@@ -49,6 +49,12 @@ def test_bob_starts_jupyterlab_on_a_gpu_node_from_the_form(page, hub_url, demo_p
     page.fill("#wb-cpus", "2")
     page.fill("#wb-memory", "4G")
     page.fill("#wb-runtime", "00:30:00")
+    # the money: each project's GPU-hours, and what this request costs
+    budgets = page.locator("#wb-budgets")
+    expect(budgets).to_contain_text("research-climate")
+    expect(budgets).to_contain_text("research-medai")
+    expect(page.locator("#wb-cost")).to_contain_text(
+        "This request costs 0.50 GPU-hours (1 GPU for 00:30:00); research-climate has")
     page.screenshot(path=str(ARTIFACTS / "spawn-form.png"))
     page.click("form input[type=submit], form button[type=submit]")
 

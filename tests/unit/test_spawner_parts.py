@@ -108,3 +108,15 @@ def test_code_passes_the_projects_lint():
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([ruff, "check", str(root)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_form_shows_the_money_of_each_project():
+    from workbench.allocations import ProjectBudget
+    v = view()
+    b = ProjectBudget("startup-helios", "startups", ("alice",), 500, 12.5, None, None, True)
+    v = type(v)(v.partitions, v.accounts, {"startup-helios": b})
+    html = render_form(v, defaults(v))
+    table = html.split('id="wb-budgets"')[1].split("</table>")[0]
+    assert "startup-helios" in table and "500" in table and "12.50" in table
+    assert "487.50" in table
+    assert '"left": 487.5' in html  # for the live cost line
