@@ -75,13 +75,13 @@ BAD = {
 def test_invalid_options_are_refused_with_400_and_no_job(case, slurm, hub_api, factory_home):
     change, field = BAD[case]
     api = hub_api("alice")
-    before = slurm.run(queries.jobs())
+    before = jobs_of(slurm, "alice")
     r = api.post(f"{api.base}/users/alice/server", json={"user_options": {**ALICE_GPU, **change}})
     assert r.status_code == 400, r.text
     message = r.json()["message"]
     assert message.startswith(f"Invalid {field}:"), message
     assert server(api) is None
-    after = slurm.run(queries.jobs())
+    after = jobs_of(slurm, "alice")
     assert {j.job_id for j in after} == {j.job_id for j in before}, "a job was submitted"
 
 
