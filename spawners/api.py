@@ -22,9 +22,8 @@ class PortCallbackHandler(APIHandler):
     def post(self):
         user = self.current_user
         token = self.get_auth_token()
-        spawner = next(
-            (s for s in getattr(user, "spawners", {}).values() if s.api_token == token), None
-        )
+        spawner = next((s for s in getattr(user, "spawners", {}).values() if _owns(s, token)),
+                       None)
         if spawner is None:
             raise web.HTTPError(403, "this token belongs to no pending server")
         body = self.get_json_body()
@@ -33,11 +32,19 @@ class PortCallbackHandler(APIHandler):
         port = body["port"]
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise web.HTTPError(400, "port must be an integer from 1 to 65535")
-        spawner.port = port
-        spawner.port_reported(port)
+        report = getattr(spawner, "port_reported", None)
+        if report is not None:
+            report(port)
+        else:
+            spawner.port = port
         self.log.info("%s: job reported port %s", spawner._log_name, port)
         self.set_status(201)
         self.finish(json.dumps({"message": "port recorded"}))
+
+
+def _owns(spawner, token: str) -> bool:
+    owns = getattr(spawner, "owns_token", None)
+    return owns(token) if owns is not None else spawner.api_token == token
 
 
 def install() -> None:

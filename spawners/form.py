@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jinja2
 
+from workbench.queue import END_WORDS
 from workbench.resources import ClusterView
 from workbench.slurm.parse import format_duration
 
@@ -19,8 +20,9 @@ _ENV = jinja2.Environment(
 _INT_FIELDS = ("gpus", "cpus")
 
 
-def render_form(view: ClusterView, current: Mapping) -> str:
-    """HTML of the form; ``current`` (last or default options) preselects the fields."""
+def render_form(view: ClusterView, current: Mapping, last_end: Mapping | None = None) -> str:
+    """HTML of the form; ``current`` (last or default options) preselects the fields;
+    ``last_end`` (how the previous session ended) is shown above it."""
     partitions = [
         {**offer.as_dict(),
          "max_time": format_duration(offer.max_time_min) if offer.max_time_min else "no limit"}
@@ -32,7 +34,7 @@ def render_form(view: ClusterView, current: Mapping) -> str:
     data = json.dumps({"offers": offers, "budgets": budgets}).replace("</", "<\\/")
     return _ENV.get_template("form.html.j2").render(
         partitions=partitions, accounts=view.accounts, current=dict(current),
-        budgets=budgets, data_json=data,
+        budgets=budgets, data_json=data, last_end=last_end, end_words=END_WORDS,
     )
 
 

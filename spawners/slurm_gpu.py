@@ -1,16 +1,22 @@
 """``SlurmGPUSpawner``: notebook servers as Slurm jobs on GPU nodes, submitted as the user.
 
-Builds on ``batchspawner.SlurmSpawner`` (its state keeping, ``req_*`` traits and the
+Builds on ``batchspawner.SlurmSpawner`` (its ``req_*`` traits, job state, the
 ``batchspawner-singleuser`` port callback), and replaces what the field notes list as broken:
 
 - every Slurm call goes through :mod:`workbench.slurm` (argv lists, typed results) and all
-  sessions of the hub share one ``squeue`` snapshot;
-- ``user_options`` are validated against the live cluster (:mod:`workbench.resources`)
-  before anything is submitted: a bad request is an HTTP 400 naming the field, and no job;
+  sessions of the hub share one ``squeue`` snapshot: calls do not grow with sessions;
+- ``user_options`` are validated against the live cluster and the project's GPU-hours
+  (:mod:`workbench.resources`) before anything is submitted: a bad request is an HTTP 400
+  naming the field, and no job;
 - the job script comes from ``templates/job.sh.j2`` with validated values only;
+- the job id is written to the hub database the moment ``sbatch`` returns, the port the moment
+  the job reports it: a hub restarted (even ``kill -9``) during a spawn carries the spawn on;
 - the port callback accepts a port and nothing else (:mod:`spawners.api`);
-- a transient Slurm error reads as "unknown", never as "job gone";
-- failures are ``SpawnException`` messages that say what happened and what to do.
+- a transient Slurm error reads as "unknown" for up to ``unknown_grace`` seconds, never as
+  "job gone";
+- waiting shows Slurm's reason, the queue position, the estimated start and how to start
+  sooner; failures are ``SpawnException`` messages that say what happened and what to do; a
+  session that ends says why on the user's next visit to the spawn page.
 
 Select it with ``c.JupyterHub.spawner_class = "slurm-gpu"``.
 """
@@ -18,71 +24,36 @@ Select it with ``c.JupyterHub.spawner_class = "slurm-gpu"``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
-import shlex
 import socket
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-import jinja2
 from batchspawner import JobStatus, SlurmSpawner
 from jupyterhub.spawner import SpawnException
+from sqlalchemy.orm import object_session
 from traitlets import Float, Unicode, default
 
 from workbench.allocations import AllocationError, Allocations, abudgets
 from workbench.allocations import default_path as default_allocations_path
 from workbench.audit import AuditLog
 from workbench.paths import FactoryHome
+from workbench.queue import END_WORDS, waiting_message
 from workbench.resources import ClusterView, InvalidRequest, defaults, validate_request
-from workbench.slurm import Job, JobState, SlurmClient, SlurmError, SlurmUnavailable, queries
-from workbench.slurm.snapshot import shared_snapshot
+from workbench.slurm import Job, JobState, SlurmClient, SlurmError, queries
+from workbench.slurm.snapshot import shared_nodes, shared_snapshot
+from workbench.tags import job_tag
 
 from . import api, form
+from .jobscript import render_job_script
 
 api.install()
 
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-)
-_TEMPLATES.filters["shquote"] = shlex.quote
-
-#: Slurm's pending reasons in plain words
-PENDING_REASONS = {
-    "None": "just submitted; the scheduler has not looked at it yet",
-    "Priority": "other jobs are ahead of yours in the queue",
-    "Resources": "waiting for the GPUs, CPUs or memory you asked for to free up",
-    "QOSMaxGRESPerUser": "your quality of service allows no more GPUs at once",
-    "AssocGrpGRESMinutes": "your project has used up its GPU-hour grant",
-    "AssocGrpGRES": "your project has as many GPUs as it may use at once",
-    "ReqNodeNotAvail": "the nodes you need are unavailable (down, drained or reserved)",
-    "PartitionTimeLimit": "the walltime is over the partition's limit",
-    "Dependency": "waiting for another job to finish",
-    "BeginTime": "waiting for its start time",
-    "JobHeldUser": "held by you",
-    "JobHeldAdmin": "held by an operator",
-}
-
-
-def describe_pending(reason: str) -> str:
-    if reason in PENDING_REASONS:
-        return PENDING_REASONS[reason]
-    if reason.startswith(("QOS", "Assoc")):
-        return f"a project or QOS limit holds it ({reason})"
-    return reason or "waiting"
-
-
-def render_job_script(request, *, user: str, server: str, tag: str, homedir: str, output: str,
-                      env_names, env_path: str, prologue: str, argv: list[str]) -> str:
-    """The batch script of a notebook server job, from ``templates/job.sh.j2``.
-
-    ``request`` is a validated :class:`~workbench.resources.ResourceRequest`; the rest comes
-    from the hub's config. ``env_names`` are the variables the job keeps (``--export``).
-    """
-    return _TEMPLATES.get_template("job.sh.j2").render(
-        job_name=f"jupyter-{user}" + (f"-{server}" if server else ""), tag=tag,
-        request=request, homedir=homedir, output=output, keepvars=",".join(sorted(env_names)),
-        env_path=env_path, prologue=prologue, cmd=" ".join(shlex.quote(a) for a in argv))
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest() if token else ""
 
 
 async def _nothing() -> list:
@@ -121,8 +92,21 @@ class SlurmGPUSpawner(SlurmSpawner):
 
     snapshot_max_age = Float(
         1.0, min=0.0,
-        help="Seconds one shared squeue snapshot serves every session of this hub before "
-        "it is refreshed. Example: 1.0.",
+        help="Seconds one shared squeue snapshot serves every starting session of this hub "
+        "before it is refreshed. Example: 1.0.",
+    ).tag(config=True)
+
+    poll_snapshot_age = Float(
+        15.0, min=0.0,
+        help="Seconds of age a liveness poll (every poll_interval) accepts from the shared "
+        "squeue snapshot: however many sessions, at most one squeue per this many seconds "
+        "for polling. Example: 15.",
+    ).tag(config=True)
+
+    unknown_grace = Float(
+        600.0, min=0.0,
+        help="Seconds a running session may stay 'unknown' (Slurm not answering) before the "
+        "hub reports it stopped. A controller restart must not end sessions. Example: 600.",
     ).tag(config=True)
 
     default_partition = Unicode(
@@ -143,7 +127,8 @@ class SlurmGPUSpawner(SlurmSpawner):
 
     hub_id = Unicode(
         help="""Name of this hub in the tag every job carries (job comment), so that a hub
-        recognises its own jobs. Default: the hub machine's host name. Example: 'hub1'.""",
+        recognises its own jobs (orphans are cancelled by `workbench reconcile`). Default:
+        the hub machine's host name. Example: 'hub1'.""",
     ).tag(config=True)
 
     @default("hub_id")
@@ -214,7 +199,11 @@ class SlurmGPUSpawner(SlurmSpawner):
 
     request = None  # the validated ResourceRequest of the current start
     job: Job | None = None  # the job as the last snapshot saw it
+    token_sha256 = ""  # the server token's digest: the port callback finds us after a restart
+    last_end: dict | None = None  # how the last session ended, shown on the next visit
     _port_event: asyncio.Event | None = None
+    _unknown_since: float | None = None
+    _ready_once = False
 
     @property
     def slurm(self) -> SlurmClient:
@@ -222,18 +211,64 @@ class SlurmGPUSpawner(SlurmSpawner):
                            timeout=self.slurm_timeout)
 
     @property
+    def jobs(self):
+        return shared_snapshot(self.slurm, self.snapshot_max_age)
+
+    @property
     def audit(self) -> AuditLog:
         return AuditLog(self.audit_db)
 
     @property
     def job_tag(self) -> str:
-        return f"workbench:hub={self.hub_id}:user={self.user.name}:server={self.name or ''}"
+        return job_tag(self.hub_id, self.user.name, self.name or "")
 
     def get_env(self):
         env = super().get_env()
         if self.slurm_conf:
             env["SLURM_CONF"] = self.slurm_conf
         return env
+
+    def get_state(self):
+        state = super().get_state()
+        if self.job_id:
+            if self.port:
+                state["port"] = self.port
+            digest = token_digest(self.api_token) or self.token_sha256
+            if digest:
+                state["token_sha256"] = digest
+        if self.last_end:
+            state["last_end"] = self.last_end
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.port = int(state.get("port", 0))
+        self.token_sha256 = state.get("token_sha256", "")
+        self.last_end = state.get("last_end")
+
+    def clear_state(self):
+        """Forget the job; keep ``last_end`` so the next visit can say how it ended."""
+        super().clear_state()
+        self.port = 0
+        self.token_sha256 = ""
+        self.job = None
+        self._unknown_since = None
+
+    def persist_state(self) -> None:
+        """Write the state to the hub database now, not when start() returns."""
+        orm_spawner = self.orm_spawner
+        if orm_spawner is None:
+            return
+        orm_spawner.state = self.get_state()
+        session = object_session(orm_spawner)
+        if session is not None:
+            session.commit()
+
+    def owns_token(self, token: str) -> bool:
+        """Whether ``token`` is this server's (also after a hub restart, by digest)."""
+        if self.api_token:
+            return token == self.api_token
+        return bool(self.token_sha256) and token_digest(token) == self.token_sha256
 
     # -- the form and validation -----------------------------------------------------------
 
@@ -274,7 +309,7 @@ class SlurmGPUSpawner(SlurmSpawner):
                 current = validate_request(previous, view, self.default_partition).as_options()
             except InvalidRequest:
                 pass  # last time's options no longer fit this cluster: offer the defaults
-        return form.render_form(view, current)
+        return form.render_form(view, current, last_end=self.last_end)
 
     async def validate_options(self, user_options: dict) -> None:
         """Validate ``user_options`` against the live cluster; HTTP 400 if they do not fit."""
@@ -316,34 +351,37 @@ class SlurmGPUSpawner(SlurmSpawner):
             raise SpawnException(f"Slurm refused the job: {e.stderr}",
                                  reason="submit-failed") from e
         self.job_id = str(job_id)
+        self.persist_state()  # a hub that dies from here on re-adopts this job
+        self.jobs.invalidate()
         self.log.info("%s: submitted job %s (%s)", self._log_name, job_id,
                       self.request.as_options())
         self.audit.record(self.user.name, "session.submit", self._log_name, job_id=job_id,
                           **self.request.as_options())
         return self.job_id
 
-    async def query_job_status(self):
+    async def query_job_status(self, max_age: float | None = None):
         if not self.job_id:
             self.job = None
             return JobStatus.NOTFOUND
         try:
-            jobs = await shared_snapshot(self.slurm, self.snapshot_max_age).jobs()
-        except SlurmUnavailable as e:
-            self.log.warning("%s: Slurm unavailable, job %s state unknown: %s",
+            jobs = await self.jobs.jobs(max_age)
+        except SlurmError as e:
+            self.log.warning("%s: Slurm not answering, job %s state unknown: %s",
                              self._log_name, self.job_id, e)
             return JobStatus.UNKNOWN
-        except SlurmError as e:
-            self.log.warning("%s: squeue failed for job %s: %s", self._log_name, self.job_id, e)
-            return JobStatus.UNKNOWN
-        self.job = jobs.get(int(self.job_id))
-        if self.job is None:
+        job = jobs.get(int(self.job_id))
+        if job is not None:
+            self.job = job
+        elif self.job is None or not self.job.state.is_finished:
+            self.job = None
+        if job is None:
             return JobStatus.NOTFOUND
-        self.job_status = f"{self.job.state.value} {self.job.batch_host}".strip()
-        if self.job.state.is_running:
+        self.job_status = f"{job.state.value} {job.batch_host}".strip()
+        if job.state.is_running:
             return JobStatus.RUNNING
-        if self.job.state.is_pending:
+        if job.state.is_pending:
             return JobStatus.PENDING
-        if self.job.state in (JobState.SUSPENDED, JobState.UNKNOWN):
+        if job.state in (JobState.SUSPENDED, JobState.UNKNOWN):
             return JobStatus.UNKNOWN
         return JobStatus.NOTFOUND
 
@@ -359,7 +397,7 @@ class SlurmGPUSpawner(SlurmSpawner):
     async def node_address(self, node: str) -> str:
         """The address Slurm itself uses for ``node`` (NodeAddr), so names need not resolve."""
         try:
-            for n in await self.slurm.arun(queries.nodes()):
+            for n in await shared_nodes(self.slurm).get(60):
                 if n.name == node:
                     return n.address
         except SlurmError as e:
@@ -371,97 +409,179 @@ class SlurmGPUSpawner(SlurmSpawner):
             return
         self.log.info("%s: cancelling job %s", self._log_name, self.job_id)
         await self.slurm.arun(queries.cancel(int(self.job_id), as_user=self.user.name))
+        self.jobs.invalidate()
         self.audit.record(self.user.name, "session.cancel", self._log_name,
                           job_id=int(self.job_id))
 
     def port_reported(self, port: int) -> None:
-        """Called by the port callback handler."""
+        """Called by the port callback handler: remember the port, durably, and wake start()."""
+        self.port = port
+        self.persist_state()
         if self._port_event is not None:
             self._port_event.set()
 
-    async def ended_message(self, job_id: str) -> str:
-        """Why a job is gone, from squeue's last view or from accounting."""
-        state, detail = "", ""
-        if self.job is not None and int(self.job_id or 0) == int(job_id):
-            state, detail = self.job.state.value, self.job.reason
+    async def end_of(self, job_id: str) -> dict:
+        """How a job ended, from the last snapshot or from accounting."""
+        state, exit_code, reason = "", "", ""
+        if self.job is not None and self.job.job_id == int(job_id):
+            state, reason = self.job.state.value, self.job.reason
+            if self.job.exit_code is not None:
+                exit_code = str(self.job.exit_code)
         try:
             end = await self.slurm.arun(queries.job_end(int(job_id)))
         except SlurmError:
             end = None
         if end:
-            state, detail = end[0].value, f"exit code {end[1]}"
-        log = self.job_output.format(homedir=self.req_homedir).replace("%j", job_id)
-        return (f"Your notebook job {job_id} ended before the server was ready "
-                f"({state or 'gone from the queue'}{', ' + detail if detail else ''}). "
-                f"Its output is in {log}. Check your request and start again.")
+            state, exit_code = end[0].value, end[1]
+        return {"job_id": int(job_id), "state": state or "GONE", "exit_code": exit_code,
+                "reason": reason, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "log": self.job_output.format(homedir=self.req_homedir).replace("%j", job_id)}
 
-    async def start(self):
-        self.port = 0
-        self.job = None
-        self._port_event = asyncio.Event()
-        await self.submit_batch_script()
-        job_id = self.job_id
+    def describe_end(self, end: dict) -> str:
+        words = END_WORDS.get(end["state"], "it is gone from the queue")
+        code = f", exit code {end['exit_code']}" if end.get("exit_code") not in ("", None,
+                                                                               "0:0") else ""
+        return (f"Your notebook job {end['job_id']} ended ({end['state']}{code}): {words}. "
+                f"Its output is in {end['log']}.")
+
+    async def record_end(self, job_id: str) -> dict:
+        self.last_end = await self.end_of(job_id)
+        self.log.warning("%s: job %s ended: %s", self._log_name, job_id, self.last_end)
+        self.audit.record(self.user.name, "session.ended", self._log_name, **self.last_end)
+        return self.last_end
+
+    async def _wait_ready(self, deadline: float) -> None:
+        """Until the job runs and its server reported a port; SpawnException if it ends first
+        or ``deadline`` (event-loop time) passes, in which case the job is cancelled."""
         loop = asyncio.get_running_loop()
-        # leave a margin inside the hub's own start_timeout to cancel and explain
-        deadline = loop.time() + max(self.start_timeout - 10, 5)
+        job_id = self.job_id
+        if self._port_event is None:
+            self._port_event = asyncio.Event()
         delay = 0.1
         while not (self.port and self.job and self.job.state.is_running):
             status = await self.query_job_status()
             if status == JobStatus.NOTFOUND:
-                message = await self.ended_message(job_id)
+                end = await self.record_end(job_id)
                 self.clear_state()
-                raise SpawnException(message, reason="job-ended", status_code=500)
+                raise SpawnException(self.describe_end(end) + " Check your request and start "
+                                     "again.", reason="job-ended", status_code=500)
             if loop.time() > deadline:
-                reason = describe_pending(self.job.reason) if self.job else "state unknown"
+                why = waiting_message(self.job, (await self.jobs.jobs()).values()) \
+                    if self.job and self.job.state.is_pending else "its server did not report"
                 await self.cancel_batch_job()
+                self.last_end = None
                 self.clear_state()
                 raise SpawnException(
-                    f"Your job {job_id} did not start within {self.start_timeout} s "
-                    f"({reason}) and was cancelled. Ask for fewer GPUs, another partition or "
-                    "GPU type, or a shorter walltime, and start again.", reason="queue-timeout")
+                    f"Your job {job_id} did not start within {self.start_timeout} s and was "
+                    f"cancelled. {why} Ask for fewer GPUs, another partition or GPU type, or "
+                    "a shorter walltime, and start again.", reason="queue-timeout")
             # the port callback wakes us at once; otherwise back off up to 2 s
             try:
                 await asyncio.wait_for(self._port_event.wait(), delay)
             except TimeoutError:
                 delay = min(delay * 2, 2.0)
+
+    async def start(self):
+        self.port = 0
+        self.job = None
+        self.last_end = None
+        self._ready_once = False
+        self._port_event = asyncio.Event()
+        await self.submit_batch_script()
+        loop = asyncio.get_running_loop()
+        # leave a margin inside the hub's own start_timeout to cancel and explain
+        await self._wait_ready(loop.time() + max(self.start_timeout - 10, 5))
         self.ip = await self.node_address(self.state_gethost())
-        self.log.info("%s: job %s running on %s, server at %s:%s", self._log_name, job_id,
-                      self.job.batch_host, self.ip, self.port)
+        self._ready_once = True
+        self.log.info("%s: job %s running on %s, server at %s:%s", self._log_name,
+                      self.job_id, self.job.batch_host, self.ip, self.port)
         return self.ip, self.port
+
+    async def get_url(self):
+        """After a hub restart: where the re-adopted job's server really is."""
+        if self.port and self.job and self.job.batch_host:
+            ip = await self.node_address(self.job.batch_host)
+            return f"http://{ip}:{self.port}{self.server.base_url}"
+        return await super().get_url()
+
+    async def poll(self):
+        """None while the job lives; 1 (with ``last_end`` recorded) once it is gone.
+
+        Liveness polls share one squeue per ``poll_snapshot_age``. When the hub restarted
+        during this server's start, the start is carried on here (JupyterHub checks spawners
+        at start-up with ``poll()``, in the background after ``init_spawners_timeout``).
+        """
+        status = await self.query_job_status(self.poll_snapshot_age)
+        now = time.monotonic()
+        if status == JobStatus.UNKNOWN:
+            self._unknown_since = self._unknown_since or now
+            if now - self._unknown_since < self.unknown_grace:
+                return None
+            self.last_end = {"job_id": int(self.job_id or 0), "state": "UNKNOWN",
+                             "exit_code": "", "reason": f"Slurm did not answer for "
+                             f"{self.unknown_grace:.0f} s", "log": "",
+                             "at": datetime.now(UTC).isoformat(timespec="seconds")}
+            self.clear_state()
+            return 1
+        self._unknown_since = None
+        if status in (JobStatus.PENDING, JobStatus.RUNNING):
+            if self._check_pending and not self._ready_once and not (
+                    status == JobStatus.RUNNING and self.port):
+                self.log.info("%s: hub restarted during the start of job %s; carrying on",
+                              self._log_name, self.job_id)
+                self.audit.record(self.user.name, "session.readopted", self._log_name,
+                                  job_id=int(self.job_id))
+                loop = asyncio.get_running_loop()
+                await self._wait_ready(loop.time() + self.start_timeout)
+            self._ready_once = True
+            return None
+        if self.job_id:
+            await self.record_end(self.job_id)
+        self.clear_state()
+        return 1
 
     async def stop(self, now=False):
         if not self.job_id:
             return
-        await self.cancel_batch_job()
+        try:
+            await self.cancel_batch_job()
+        except SlurmError as e:
+            self.log.error("%s: scancel of job %s failed: %s", self._log_name, self.job_id, e)
+            return
         if now:
             return
         delay = 0.2
         for _ in range(8):  # ~10 s in all
-            if await self.query_job_status() not in (JobStatus.RUNNING, JobStatus.UNKNOWN):
+            if await self.query_job_status(0) not in (JobStatus.RUNNING, JobStatus.UNKNOWN):
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
         self.log.warning("%s: job %s still running after scancel", self._log_name, self.job_id)
 
+    async def _progress_message(self) -> dict:
+        job = self.job
+        if job is None:
+            return {"progress": 10, "message": "Submitting your job to Slurm..."}
+        if job.state.is_pending:
+            try:
+                jobs = (await self.jobs.jobs()).values()
+                nodes = await shared_nodes(self.slurm).get()
+            except SlurmError:
+                return {"progress": 20, "message": f"Job {job.job_id} is waiting; Slurm is "
+                        "not answering right now."}
+            return {"progress": 30, "message": waiting_message(job, jobs, nodes)}
+        if job.state.is_running and not self.port:
+            return {"progress": 70, "message":
+                    f"Job {job.job_id} running on {job.batch_host}; starting JupyterLab..."}
+        return {"progress": 90, "message": "JupyterLab is up; connecting..."}
+
     async def progress(self):
-        """Real state from the shared snapshot: queue reason while pending, node once running."""
+        """Real state from the shared snapshots, refreshed every second while starting."""
         last = None
-        while True:
-            job = self.job
-            if job is None:
-                msg = {"progress": 10, "message": "Submitting your job to Slurm..."}
-            elif job.state.is_pending:
-                msg = {"progress": 30, "message":
-                       f"Job {job.job_id} pending in partition {job.partition}: "
-                       f"{describe_pending(job.reason)}"}
-            elif job.state.is_running and not self.port:
-                msg = {"progress": 70, "message":
-                       f"Job {job.job_id} running on {job.batch_host}; starting JupyterLab..."}
-            else:
-                msg = {"progress": 90, "message": "JupyterLab is up; connecting..."}
+        while not (self.job is not None and self.job.state.is_running and self.port):
+            msg = await self._progress_message()
             if msg != last:
                 yield msg
                 last = msg
-            if job is not None and job.state.is_running and self.port:
-                return
             await asyncio.sleep(1)
+        yield await self._progress_message()

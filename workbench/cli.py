@@ -7,6 +7,7 @@
                                  make Slurm match the allocations file, print the changes
     workbench allocations show [FILE] [--json]
                                  granted, used and remaining GPU-hours per project
+    workbench reconcile [--once] cancel jobs tagged for this hub that no server owns
     workbench audit [--json]     the latest audit records
 """
 
@@ -16,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -27,6 +29,7 @@ from .cluster.local import LocalCluster, secret_file
 from .hub import LocalHub
 from .paths import FactoryHome
 from .people import People, ensure_unix_users
+from .reconcile import reconcile_once, run_forever
 from .slurm import SlurmClient, SlurmError, queries
 
 log = logging.getLogger("workbench")
@@ -183,6 +186,28 @@ def cmd_allocations_show(args) -> int:
     return 0
 
 
+def cmd_reconcile(args) -> int:
+    """Cancel this hub's orphan jobs (as the hub service, or once by hand as root)."""
+    api_url = args.api_url or os.environ.get("JUPYTERHUB_API_URL", "")
+    token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    if not api_url or not token:
+        print("workbench: reconcile needs the hub's API URL and a token with admin:server_state "
+              "(JUPYTERHUB_API_URL, JUPYTERHUB_API_TOKEN; set for it when run as a hub service)",
+              file=sys.stderr)
+        return 2
+    home = FactoryHome.from_env()
+    slurm = SlurmClient(slurm_conf=os.environ.get("SLURM_CONF") or str(home.slurm_conf))
+    audit = AuditLog(home.audit_db)
+    hub_id = args.hub_id or socket.gethostname()
+    if args.once:
+        done = reconcile_once(slurm, api_url, token, hub_id, audit, args.min_age)
+        print(f"cancelled {len(done)} orphan job(s)" +
+              "".join(f"\n  {o.job.job_id} {o.user}/{o.server}" for o in done))
+        return 0
+    run_forever(slurm, api_url, token, hub_id, audit, args.interval, args.min_age)
+    return 0
+
+
 def cmd_audit(args) -> int:
     records = AuditLog(FactoryHome.from_env().audit_db).records(limit=args.limit)
     if args.json:
@@ -225,6 +250,16 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("file", nargs="?", help=file_help)
     show.add_argument("--json", action="store_true", help="JSON output")
     show.set_defaults(func=cmd_allocations_show)
+    rc = sub.add_parser("reconcile", help="cancel jobs tagged for this hub that no server "
+                        "owns (runs as the hub service workbench-reconciler)")
+    rc.add_argument("--once", action="store_true", help="one pass, then exit")
+    rc.add_argument("--interval", type=float, default=300,
+                    help="seconds between passes (default 300)")
+    rc.add_argument("--min-age", type=float, default=120,
+                    help="leave jobs younger than this many seconds alone (default 120)")
+    rc.add_argument("--hub-id", help="the hub name in job tags (default: this host's name)")
+    rc.add_argument("--api-url", help="the hub API (default: $JUPYTERHUB_API_URL)")
+    rc.set_defaults(func=cmd_reconcile)
     au = sub.add_parser("audit", help="the latest audit records")
     au.add_argument("--json", action="store_true", help="JSON output")
     au.add_argument("--limit", type=int, default=50, help="how many records (default 50)")

@@ -8,6 +8,7 @@ the same config serves a site that points it at its own Slurm cluster.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 
 from .cluster.local import secret_file
@@ -27,7 +28,9 @@ class Site:
     ``SLURM_CONF`` (the cluster's slurm.conf; default: the local cluster's),
     ``WORKBENCH_PUBLIC_URL`` (what users open, default ``http://:8000``),
     ``WORKBENCH_HUB_IP`` (address the hub API listens on, reachable from compute nodes;
-    default 127.0.0.1), ``WORKBENCH_PROXY_API_PORT`` (default 8001).
+    default 127.0.0.1), ``WORKBENCH_PROXY_API_PORT`` (default 8001),
+    ``WORKBENCH_CULL_TIMEOUT`` (seconds idle before a server is culled and its job
+    cancelled, default 3600).
     """
 
     home: FactoryHome = field(default_factory=FactoryHome.from_env)
@@ -37,6 +40,9 @@ class Site:
     hub_port: int = 8081
     proxy_api_port: int = 8001
     people: People = field(default_factory=People)
+    reconcile_interval: int = 300
+    cull_timeout: int = 3600
+    cull_every: int = 300
 
     @classmethod
     def from_env(cls) -> Site:
@@ -48,6 +54,7 @@ class Site:
             hub_ip=os.environ.get("WORKBENCH_HUB_IP", "127.0.0.1"),
             proxy_api_port=int(os.environ.get("WORKBENCH_PROXY_API_PORT", "8001")),
             people=People.load(),
+            cull_timeout=int(os.environ.get("WORKBENCH_CULL_TIMEOUT", "3600")),
         )
 
     @property
@@ -90,12 +97,42 @@ def update_auth(c, site: Site) -> None:
     ]
 
 
+#: scopes of the hub services
+RECONCILER_SCOPES = ["list:users", "read:users", "read:servers", "admin:server_state"]
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
+
+def update_services(c, site: Site) -> None:
+    """The reconciler (cancels orphan jobs) and jupyterhub-idle-culler (culling a server
+    cancels its job), as hub-managed services with only the scopes they need."""
+    env = {"SLURM_CONF": site.slurm_conf, "AIFACTORY_HOME": str(site.home.root),
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    c.JupyterHub.services = [
+        {"name": "workbench-reconciler", "environment": env,
+         "command": [sys.executable, "-m", "workbench.cli", "reconcile",
+                     "--interval", str(site.reconcile_interval)]},
+        {"name": "idle-culler", "environment": env,
+         "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+                     f"--timeout={site.cull_timeout}", f"--cull-every={site.cull_every}"]},
+    ]
+    c.JupyterHub.load_roles = list(c.JupyterHub.load_roles or []) + [
+        {"name": "workbench-reconciler", "scopes": RECONCILER_SCOPES,
+         "services": ["workbench-reconciler"]},
+        {"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]},
+    ]
+
+
 def update_spawner(c, site: Site) -> None:
     c.JupyterHub.spawner_class = "slurm-gpu"
     c.SlurmGPUSpawner.slurm_conf = site.slurm_conf
     c.SlurmGPUSpawner.audit_db = str(site.home.audit_db)
     c.Spawner.env_keep = ["LANG", "LC_ALL"]
     c.Spawner.start_timeout = 300
+    # a job that dies is noticed within one poll (all polls share one squeue per 10 s)
+    c.Spawner.poll_interval = 15
+    c.SlurmGPUSpawner.poll_snapshot_age = 10
+    # spawners are checked (pending spawns carried on) in the background after 10 s
+    c.JupyterHub.init_spawners_timeout = 10
 
 
 def configure(c, site: Site | None = None) -> None:
@@ -105,3 +142,4 @@ def configure(c, site: Site | None = None) -> None:
     update_proxy(c, site)
     update_auth(c, site)
     update_spawner(c, site)
+    update_services(c, site)

@@ -5,11 +5,13 @@ import re
 from traitlets.config import Config
 
 from spawners.form import options_from_form, render_form
-from spawners.slurm_gpu import SlurmGPUSpawner, describe_pending, render_job_script
+from spawners.jobscript import render_job_script
+from spawners.slurm_gpu import SlurmGPUSpawner
 from workbench import hubconfig
 from workbench.audit import AuditLog
 from workbench.paths import FactoryHome
 from workbench.people import People, Person
+from workbench.queue import describe_pending
 from workbench.resources import defaults, validate_request
 
 from .test_resources import GOOD, view
@@ -84,7 +86,9 @@ def test_hub_config_for_the_local_factory(tmp_path):
     assert c.Authenticator.allowed_users == {"alice", "sam", "admin"}
     assert c.Authenticator.admin_users == {"admin"}
     assert c.JupyterHub.load_groups == {"support": {"users": ["sam"]}}
-    assert {r["name"] for r in c.JupyterHub.load_roles} == {"support", "managers"}
+    assert {r["name"] for r in c.JupyterHub.load_roles} == {
+        "support", "managers", "workbench-reconciler", "idle-culler"}
+    assert {s["name"] for s in c.JupyterHub.services} == {"workbench-reconciler", "idle-culler"}
     assert c.JupyterHub.db_url == f"sqlite:///{tmp_path}/hub/jupyterhub.sqlite"
     token = (tmp_path / "secrets" / "proxy_token")
     assert token.stat().st_mode & 0o077 == 0  # root-only

@@ -1,56 +1,94 @@
-"""One ``squeue`` for every reader: a shared, briefly cached snapshot of all jobs.
+"""One ``squeue`` (and one ``sinfo``) for every reader: shared, briefly cached snapshots.
 
-Spawners, dashboards and widgets in one process ask :class:`JobSnapshot` instead of running
-their own ``squeue``; concurrent callers share one call, and the controller sees one query
-per ``max_age`` however many sessions there are.
+Spawners, dashboards and widgets in one process ask a :class:`Snapshot` instead of running
+their own command; concurrent callers share one call, and the controller sees at most one
+query per ``max_age`` however many sessions there are. A caller that needs fresher data (a
+spawn in progress) passes a smaller ``max_age``; one that only checks liveness passes a larger.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from . import queries
-from .client import SlurmClient
-from .models import Job
+from .client import Query, SlurmClient
+from .models import Job, Node
+
+T = TypeVar("T")
 
 
-class JobSnapshot:
-    def __init__(self, client: SlurmClient, max_age: float = 1.0):
+class Snapshot(Generic[T]):
+    def __init__(self, client: SlurmClient, query: Callable[[], Query], index: Callable,
+                 max_age: float = 1.0):
         self.client = client
+        self.query = query
+        self.index = index
         self.max_age = max_age
-        self._jobs: dict[int, Job] = {}
+        self._value: T | None = None
         self._taken = float("-inf")
         self._lock = asyncio.Lock()
-        #: how many squeue calls this snapshot made (for benchmarks and tests)
+        #: how many Slurm calls this snapshot made (for benchmarks and tests)
         self.calls = 0
 
     @property
     def age(self) -> float:
         return time.monotonic() - self._taken
 
-    async def jobs(self, max_age: float | None = None) -> dict[int, Job]:
-        """All jobs by id, no older than ``max_age`` seconds (SlurmUnavailable propagates)."""
+    async def get(self, max_age: float | None = None) -> T:
+        """The value, no older than ``max_age`` seconds (Slurm errors propagate)."""
         limit = self.max_age if max_age is None else max_age
         if self.age <= limit:
-            return self._jobs
+            return self._value
         async with self._lock:
-            if self.age <= limit:  # another caller refreshed while we waited
-                return self._jobs
-            jobs = await self.client.arun(queries.jobs())
+            if self.age <= limit:  # another caller refreshed it while we waited
+                return self._value
+            result = await self.client.arun(self.query())
             self.calls += 1
-            self._jobs = {j.job_id: j for j in jobs}
+            self._value = self.index(result)
             self._taken = time.monotonic()
-            return self._jobs
+            return self._value
+
+    def invalidate(self) -> None:
+        """Make the next reader ask Slurm (after a submit or cancel of ours)."""
+        self._taken = float("-inf")
 
 
-_SHARED: dict[tuple, JobSnapshot] = {}
+class JobSnapshot(Snapshot[dict[int, Job]]):
+    """All jobs by id."""
+
+    def __init__(self, client: SlurmClient, max_age: float = 1.0):
+        super().__init__(client, queries.jobs, lambda jobs: {j.job_id: j for j in jobs}, max_age)
+
+    async def jobs(self, max_age: float | None = None) -> dict[int, Job]:
+        return await self.get(max_age)
+
+
+class NodeSnapshot(Snapshot[list[Node]]):
+    """All nodes (states, GPUs in use)."""
+
+    def __init__(self, client: SlurmClient, max_age: float = 5.0):
+        super().__init__(client, queries.nodes, list, max_age)
+
+
+_SHARED: dict[tuple, Snapshot] = {}
+
+
+def _shared(kind: type[Snapshot], client: SlurmClient, max_age: float) -> Snapshot:
+    key = (kind, client.slurm_conf, client.bindir)
+    snap = _SHARED.get(key)
+    if snap is None:
+        snap = _SHARED[key] = kind(client, max_age)
+    return snap
 
 
 def shared_snapshot(client: SlurmClient, max_age: float = 1.0) -> JobSnapshot:
-    """The process-wide snapshot for ``client``'s cluster."""
-    key = (client.slurm_conf, client.bindir)
-    snap = _SHARED.get(key)
-    if snap is None:
-        snap = _SHARED[key] = JobSnapshot(client, max_age)
-    return snap
+    """The process-wide job snapshot for ``client``'s cluster."""
+    return _shared(JobSnapshot, client, max_age)
+
+
+def shared_nodes(client: SlurmClient, max_age: float = 5.0) -> NodeSnapshot:
+    """The process-wide node snapshot for ``client``'s cluster."""
+    return _shared(NodeSnapshot, client, max_age)

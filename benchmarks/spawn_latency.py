@@ -1,0 +1,276 @@
+"""Start → server ready on an idle GPU node: SlurmGPUSpawner vs stock SlurmSpawner vs the floor.
+
+Starts two throwaway JupyterHubs (one per spawner class, own ports, db, cookie secret and
+proxy), then, alternating, for ``--runs`` rounds:
+
+- ``ours``:  POST /hub/api/users/wbbench/server with the SlurmGPUSpawner options of one a100
+  GPU on partition gpu-a100 until GET /hub/api/users/wbbench says ready (polled every 0.05 s);
+- ``stock``: the same against batchspawner.SlurmSpawner with the same job shape (req_*);
+- ``floor``: a bare ``python -m jupyter_server`` as wbbench until /api/status answers 200.
+
+Each server is stopped through the API and its job must be gone before the next run. Prints
+medians, ours − floor, stock / ours, a breakdown of each spawn from the hub logs, and the
+figures as JSON. Run as root: /opt/aifactory/venv/bin/python benchmarks/spawn_latency.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import requests
+from _cluster import (
+    ACCOUNT,
+    BenchmarkError,
+    JobShape,
+    cleanup_jobs,
+    ensure_benchmark_users,
+    exit_on_signals,
+    free_port,
+    partition_address,
+    require_jobs_can_run,
+    require_root,
+    root_client,
+    wait_idle_gpu,
+    wait_no_jobs,
+)
+from _hubs import (
+    HubPorts,
+    ThrowawayHub,
+    common_settings,
+    drop_workdir,
+    env_bin_default,
+    log_events,
+    merge,
+    ours_settings,
+    stock_settings,
+)
+
+USER = "wbbench"
+LABELS = {"ours": "ours  (SlurmGPUSpawner)", "stock": "stock (batchspawner.SlurmSpawner)",
+          "floor": "floor (bare jupyter server)"}
+#: hub log lines that mark the steps of one spawn
+MARKERS = {
+    "ours": {"submitted": ": submitted job ", "port": "POST /hub/api/batchspawner",
+             "started": ", server at "},
+    "stock": {"submitted": "Job submitted. output:", "port": "POST /hub/api/batchspawner",
+              "started": "Notebook server job "},
+}
+#: (name, from event, to event) of the breakdown
+PHASES = [("POST → sbatch done", "post", "submitted"),
+          ("sbatch → port callback", "submitted", "port"),
+          ("port → start() returned", "port", "started"),
+          ("start() → ready", "started", "ready")]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=(
+        "Needs root, the local Slurm cluster (SLURM_CONF) and configurable-http-proxy. "
+        f"Creates the Unix user {USER} and its Slurm association in account {ACCOUNT} if "
+        "missing. Uses at most one GPU of partition gpu-a100 at a time."))
+    p.add_argument("--runs", type=int, default=5, help="runs of each kind (default 5)")
+    p.add_argument("--port-base", type=int, default=8100,
+                   help="ours on BASE/BASE+1/BASE+81 (public/proxy API/hub), stock on "
+                        "BASE+100/... (default 8100: 8100/8101/8181 and 8200/8201/8281)")
+    p.add_argument("--timeout", type=float, default=180,
+                   help="seconds one spawn may take to be ready (default 180)")
+    p.add_argument("--env-bin", default=env_bin_default(),
+                   help="bin directory of the single-user environment (default: this "
+                        "interpreter's, e.g. /opt/aifactory/venv/bin)")
+    p.add_argument("--json", type=Path, metavar="FILE",
+                   help="write the figures as JSON to FILE instead of printing them last")
+    p.add_argument("--keep-logs", action="store_true",
+                   help="keep the hubs' temporary directory (logs) and print its path")
+    args = p.parse_args(argv)
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    return args
+
+
+# -- one run of each kind --------------------------------------------------------------------
+
+def spawn_run(hub: ThrowawayHub, kind: str, slurm, timeout: float) -> dict:
+    """One start → ready through ``hub``'s API; the server is stopped and its job gone after."""
+    options = JobShape().user_options() if kind == "ours" else {}
+    wait_idle_gpu(slurm, JobShape().partition)
+    offset = hub.log_offset()
+    post_wall, t0 = time.time(), time.perf_counter()
+    try:
+        hub.api.spawn(USER, options)
+        seconds = hub.api.wait_ready(USER, t0, timeout)
+    finally:
+        hub.api.stop_and_wait(USER)
+        wait_no_jobs(slurm, [USER])
+    events = {"post": post_wall, "ready": post_wall + seconds,
+              **log_events(hub.log_since(offset), MARKERS[kind])}
+    phases = {name: round(events[b] - events[a], 3) if a in events and b in events else None
+              for name, a, b in PHASES}
+    return {"seconds": round(seconds, 3), "phases": phases}
+
+
+def _server_argv(env_bin: str, port: int, token: str) -> list[str]:
+    return [f"{env_bin}/python", "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+            "--ServerApp.open_browser=False", f"--IdentityProvider.token={token}"]
+
+
+def floor_run(env_bin: str, timeout: float, log: Path) -> dict:
+    """A bare jupyter server as wbbench in its home, from exec to a 200 on /api/status."""
+    user = pwd.getpwnam(USER)
+    port, token = free_port(), secrets.token_hex(16)
+    env = {"HOME": user.pw_dir, "USER": USER, "LOGNAME": USER, "SHELL": user.pw_shell,
+           "PATH": f"{env_bin}:/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8")}
+    url = f"http://127.0.0.1:{port}/api/status"
+    headers = {"Authorization": f"token {token}"}
+    with open(log, "ab") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(_server_argv(env_bin, port, token), user=user.pw_uid,
+                                group=user.pw_gid, extra_groups=[], cwd=user.pw_dir, env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        while True:
+            try:
+                if requests.get(url, headers=headers, timeout=5).status_code == 200:
+                    return {"seconds": round(time.perf_counter() - t0, 3)}
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None:
+                raise BenchmarkError(f"jupyter server exited {proc.returncode}; see {log}")
+            if time.perf_counter() - t0 > timeout:
+                raise BenchmarkError(f"jupyter server not answering within {timeout:g} s")
+            time.sleep(0.05)
+    finally:
+        _end(proc)
+
+
+def _end(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+# -- the rounds ------------------------------------------------------------------------------
+
+def run_rounds(hubs: dict[str, ThrowawayHub], slurm, args, floor_log: Path) -> dict:
+    """``args.runs`` rounds; each round runs every kind once, the order rotating per round."""
+    kinds = ["ours", "stock", "floor"]
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    for i in range(args.runs):
+        order = kinds[i % 3:] + kinds[:i % 3]
+        for kind in order:
+            if kind == "floor":
+                run = floor_run(args.env_bin, args.timeout, floor_log)
+            else:
+                run = spawn_run(hubs[kind], kind, slurm, args.timeout)
+            runs[kind].append(run)
+            print(f"round {i + 1}/{args.runs}  {kind:5s}  {run['seconds']:7.3f} s", flush=True)
+            time.sleep(1)
+    return runs
+
+
+def summarize(runs: dict[str, list[dict]]) -> dict:
+    medians = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
+    phases = {}
+    for kind in ("ours", "stock"):
+        phases[kind] = {}
+        for name, _, _ in PHASES:
+            values = [r["phases"][name] for r in runs[kind] if r["phases"][name] is not None]
+            phases[kind][name] = round(statistics.median(values), 3) if values else None
+    return {
+        "benchmark": "spawn_latency",
+        "job_shape": JobShape().user_options(),
+        "runs": {k: [r["seconds"] for r in v] for k, v in runs.items()},
+        "median_s": {k: round(v, 3) for k, v in medians.items()},
+        "ours_minus_floor_s": round(medians["ours"] - medians["floor"], 3),
+        "stock_minus_floor_s": round(medians["stock"] - medians["floor"], 3),
+        "stock_over_ours": round(medians["stock"] / medians["ours"], 3),
+        "phases_median_s": phases,
+    }
+
+
+def print_report(summary: dict) -> None:
+    runs, med = summary["runs"], summary["median_s"]
+    print(f"\nStart → server ready, {len(runs['ours'])} runs each, seconds")
+    print(f"{'':36s} {'median':>7s} {'min':>7s} {'max':>7s}")
+    for kind, label in LABELS.items():
+        print(f"{label:36s} {med[kind]:7.3f} {min(runs[kind]):7.3f} {max(runs[kind]):7.3f}")
+    print(f"\nours  − floor: {summary['ours_minus_floor_s']:+.3f} s")
+    print(f"stock − floor: {summary['stock_minus_floor_s']:+.3f} s")
+    print(f"stock / ours:  {summary['stock_over_ours']:.2f}")
+    print("\nWhere the time goes (medians from the hub logs, ms resolution), seconds")
+    print(f"{'':26s} {'ours':>7s} {'stock':>7s}")
+    for name, _, _ in PHASES:
+        values = [summary["phases_median_s"][k][name] for k in ("ours", "stock")]
+        cells = " ".join(f"{v:7.3f}" if v is not None else f"{'n/a':>7s}" for v in values)
+        print(f"{name:26s} {cells}")
+
+
+def build_hubs(workdir: Path, args, node_address: str) -> dict[str, ThrowawayHub]:
+    hubs = {}
+    for offset, kind in ((0, "ours"), (100, "stock")):
+        ports = HubPorts.from_base(args.port_base + offset)
+        hubdir = workdir / kind
+        token = secrets.token_hex(32)
+        specific = (ours_settings(hubdir, args.env_bin) if kind == "ours"
+                    else stock_settings(args.env_bin, node_address))
+        settings = merge(common_settings(hubdir, ports, [USER], token, start_timeout=300),
+                         specific)
+        hubs[kind] = ThrowawayHub(kind, hubdir, ports, settings, token, args.env_bin)
+    return hubs
+
+
+def measure(args, stack: ExitStack) -> dict:
+    require_root()
+    slurm = root_client()
+    ensure_benchmark_users(slurm, [USER])
+    require_jobs_can_run(slurm)
+    cleanup_jobs(slurm, [USER])
+    stack.callback(cleanup_jobs, slurm, [USER])  # runs last: after the hubs stopped
+    workdir = Path(tempfile.mkdtemp(prefix="wb-spawn-latency-"))
+    stack.push(lambda exc_type, _e, _tb: drop_workdir(workdir, args.keep_logs or exc_type))
+    hubs = build_hubs(workdir, args, partition_address(slurm, JobShape().partition))
+    for hub in hubs.values():
+        stack.callback(hub.stop)
+        hub.start()
+        print(f"{hub.name} hub up at {hub.url} (log {hub.logfile})", flush=True)
+    runs = run_rounds(hubs, slurm, args, workdir / "floor-jupyter-server.log")
+    return summarize(runs)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    exit_on_signals()
+    started = time.monotonic()
+    try:
+        with ExitStack() as stack:
+            summary = measure(args, stack)
+    except BenchmarkError as e:
+        print(f"spawn_latency: {e}", file=sys.stderr)
+        return 1
+    summary["wall_s"] = round(time.monotonic() - started, 1)
+    print_report(summary)
+    print(f"\nwall time {summary['wall_s']} s")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"figures written to {args.json}")
+    else:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""A spawner an HPC centre can trust: hub crashes, dead jobs, controller outages, queues,
+orphans and culling, on the real cluster and hub."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from workbench.cluster.local import LocalCluster
+from workbench.hub import LocalHub
+from workbench.slurm import Query, queries
+from workbench.slurm.parse import parse_job_id
+
+pytestmark = [pytest.mark.slurm, pytest.mark.hub]
+
+WORKBENCH = str(Path(sys.executable).parent / "workbench")
+ALICE_GPU = {"partition": "gpu", "account": "startup-helios", "gpus": 1, "gpu_type": "h100",
+             "cpus": 1, "memory": "2G", "runtime": "00:20:00"}
+BOB_A100 = {"partition": "gpu-a100", "account": "research-medai", "gpus": 1, "gpu_type": "a100",
+            "cpus": 1, "memory": "2G", "runtime": "00:20:00"}
+
+
+def server(api, user=None):
+    return api.get(f"{api.base}/users/{user or api.user}").json()["servers"].get("")
+
+
+def active_jobs(slurm, user, name=None):
+    return [j for j in slurm.run(queries.jobs())
+            if j.user == user and j.state.is_active and (name is None or j.name == name)]
+
+
+def spawn_ready(api, options, wait_for):
+    r = api.post(f"{api.base}/users/{api.user}/server", json={"user_options": options})
+    assert r.status_code in (201, 202), r.text
+    wait_for(lambda: (server(api) or {}).get("ready"), f"{api.user}'s server ready")
+
+
+def block_a100(slurm, minutes=10):
+    """Fill the gpu-a100 partition with one of bob's plain jobs; returns its id."""
+    job_id = slurm.run(Query("sbatch", ("--parsable", "-o", "/dev/null", "-A", "research-medai",
+                                        "-p", "gpu-a100", "--gres=gpu:a100:4", "-t", str(minutes)),
+                             parse_job_id, as_user="bob", input="#!/bin/bash\nsleep 600\n"))
+    return job_id
+
+
+def restart_hub_hard(factory_home):
+    pid = int(factory_home.pidfile("jupyterhub-daemon").read_text())
+    os.kill(pid, 9)
+    hub = LocalHub()
+    deadline = time.monotonic() + 10
+    while hub.is_up() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    subprocess.run([WORKBENCH, "up"], check=True, capture_output=True)
+
+
+def test_hub_kill9_readopts_running_and_pending_sessions(slurm, hub_api, hub_url, wait_for,
+                                                         factory_home):
+    alice, bob = hub_api("alice"), hub_api("bob")
+    spawn_ready(alice, ALICE_GPU, wait_for)
+    [alice_job] = active_jobs(slurm, "alice", "jupyter-alice")
+    blocker = block_a100(slurm)
+    try:
+        wait_for(lambda: slurm.run(queries.jobs()) and next(
+            j for j in slurm.run(queries.jobs()) if j.job_id == blocker).state.is_running,
+            "the a100 blocker runs")
+        r = bob.post(f"{bob.base}/users/bob/server", json={"user_options": BOB_A100})
+        assert r.status_code == 202, r.text
+        pending = wait_for(lambda: [j for j in active_jobs(slurm, "bob", "jupyter-bob")
+                                    if j.state.is_pending], "bob's job pending")
+        bob_job = pending[0].job_id
+
+        restart_hub_hard(factory_home)
+
+        # the running session is back, through the proxy, on the same job
+        wait_for(lambda: (server(alice) or {}).get("ready"), "alice's server re-adopted")
+        assert alice.get(f"{hub_url}user/alice/api/status").status_code == 200
+        assert [j.job_id for j in active_jobs(slurm, "alice", "jupyter-alice")] == [
+            alice_job.job_id]
+        # the pending spawn carries on once the partition frees up
+        slurm.run(queries.cancel(blocker))
+        wait_for(lambda: (server(bob) or {}).get("ready"), "bob's pending spawn completed")
+        assert bob.get(f"{hub_url}user/bob/api/status").status_code == 200
+        assert [j.job_id for j in active_jobs(slurm, "bob", "jupyter-bob")] == [bob_job]
+        # and nothing is orphaned
+        admin = hub_api("admin")
+        env = {**os.environ, "JUPYTERHUB_API_URL": admin.base,
+               "JUPYTERHUB_API_TOKEN": admin.headers["Authorization"].split()[1]}
+        out = subprocess.run([WORKBENCH, "reconcile", "--once", "--min-age", "0"], env=env,
+                             capture_output=True, text=True, check=True).stdout
+        assert out.startswith("cancelled 0 orphan job(s)"), out
+    finally:
+        slurm.run(queries.cancel(blocker))
+
+
+def login(hub_url, user, password) -> requests.Session:
+    s = requests.Session()
+    s.get(f"{hub_url}hub/login")
+    r = s.post(f"{hub_url}hub/login", data={"username": user, "password": password,
+                                            "_xsrf": s.cookies.get("_xsrf")})
+    assert r.status_code == 200, r.text
+    return s
+
+
+def test_a_cancelled_job_is_noticed_and_the_next_visit_says_why(slurm, hub_api, hub_url,
+                                                                 wait_for, demo_password):
+    alice = hub_api("alice")
+    spawn_ready(alice, ALICE_GPU, wait_for)
+    [job] = active_jobs(slurm, "alice", "jupyter-alice")
+    slurm.run(queries.cancel(job.job_id))  # an operator's scancel
+    wait_for(lambda: server(alice) is None, "the hub notices the job is gone", timeout=60)
+    page = login(hub_url, "alice", demo_password).get(f"{hub_url}hub/spawn").text
+    m = re.search(r'id="wb-last-end">(.*?)</p>', page, re.S)
+    assert m, page[:2000]
+    text = " ".join(m.group(1).split())
+    assert f"job {job.job_id}" in text and "CANCELLED" in text and "cancelled" in text
+
+
+def test_a_controller_outage_of_30s_does_not_end_a_session(slurm, hub_api, hub_url, wait_for,
+                                                           factory_home):
+    alice = hub_api("alice")
+    spawn_ready(alice, ALICE_GPU, wait_for)
+    [job] = active_jobs(slurm, "alice", "jupyter-alice")
+    cluster = LocalCluster()
+    from workbench import daemons
+    daemons.stop("slurmctld", factory_home.pidfile("slurmctld"))
+    try:
+        deadline = time.monotonic() + 35  # two polls of the hub fall in the outage
+        while time.monotonic() < deadline:
+            assert (server(alice) or {}).get("ready"), "the session was dropped"
+            time.sleep(2)
+    finally:
+        cluster.start_slurmctld()
+    assert alice.get(f"{hub_url}user/alice/api/status").status_code == 200
+    wait_for(lambda: [j.job_id for j in active_jobs(slurm, "alice", "jupyter-alice")] == [
+        job.job_id], "the same job still runs")
+    time.sleep(20)  # a poll after the controller is back keeps it
+    assert (server(alice) or {}).get("ready")
+
+
+def progress_events(api, seconds):
+    """The spawn page's event stream for ``seconds``."""
+    events = []
+    deadline = time.monotonic() + seconds
+    with api.get(f"{api.base}/users/{api.user}/server/progress", stream=True,
+                 timeout=seconds + 10) as r:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                if any("expects it to start" in e.get("message", "") for e in events):
+                    break
+            if time.monotonic() > deadline:
+                break
+    return events
+
+
+def test_a_pending_spawn_shows_reason_position_estimate_and_advice(slurm, hub_api, wait_for):
+    alice = hub_api("alice")
+    blocker = block_a100(slurm, minutes=10)
+    try:
+        r = alice.post(f"{alice.base}/users/alice/server", json={"user_options": {
+            **ALICE_GPU, "partition": "gpu-a100", "gpu_type": "a100"}})
+        assert r.status_code == 202, r.text
+        events = progress_events(alice, 45)
+        messages = [e["message"] for e in events]
+        waiting = [m for m in messages if "is waiting in partition gpu-a100" in m]
+        assert waiting, messages
+        last = waiting[-1]
+        assert "Position 1 of 1 waiting there." in last, last
+        assert "waiting for the GPUs" in last, last
+        assert "Slurm expects it to start around" in last, last
+        assert "To start sooner: partition gpu has" in last and "idle h100 GPUs" in last, last
+    finally:
+        slurm.run(queries.cancel(blocker))
+
+
+def test_an_orphan_job_is_cancelled_and_owned_ones_are_not(slurm, hub_api, wait_for):
+    import socket
+    alice, admin = hub_api("alice"), hub_api("admin")
+    spawn_ready(alice, ALICE_GPU, wait_for)
+    [owned] = active_jobs(slurm, "alice", "jupyter-alice")
+    tag = f"workbench:hub={socket.gethostname()}:user=alice:server=lost"
+    orphan = slurm.run(Query("sbatch", ("--parsable", "-o", "/dev/null", "-A", "startup-helios",
+                                        "-p", "cpu", "-t", "5", "-J", "jupyter-alice-lost",
+                                        f"--comment={tag}"), parse_job_id, as_user="alice",
+                             input="#!/bin/bash\nsleep 300\n"))
+    env = {**os.environ, "JUPYTERHUB_API_URL": admin.base,
+           "JUPYTERHUB_API_TOKEN": admin.headers["Authorization"].split()[1]}
+    out = subprocess.run([WORKBENCH, "reconcile", "--once", "--min-age", "0"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert f"{orphan} alice/lost" in out, out
+    gone = wait_for(lambda: next((j for j in slurm.run(queries.jobs()) if j.job_id == orphan
+                                  and not j.state.is_active), None), "the orphan cancelled")
+    assert gone.state.value == "CANCELLED"
+    assert [j.job_id for j in active_jobs(slurm, "alice", "jupyter-alice")] == [owned.job_id]
+    records = json.loads(subprocess.run([WORKBENCH, "audit", "--json"], capture_output=True,
+                                        text=True, check=True).stdout)
+    assert any(r["action"] == "session.orphan-cancelled" and r["details"]["job_id"] == orphan
+               for r in records)
+
+
+def test_the_idle_culler_cancels_the_culled_servers_job(slurm, hub_api, wait_for):
+    alice, admin = hub_api("alice"), hub_api("admin")
+    spawn_ready(alice, ALICE_GPU, wait_for)
+    [job] = active_jobs(slurm, "alice", "jupyter-alice")
+    time.sleep(3)
+    env = {**os.environ, "JUPYTERHUB_API_TOKEN": admin.headers["Authorization"].split()[1]}
+    culler = subprocess.Popen([sys.executable, "-m", "jupyterhub_idle_culler", "--timeout=2",
+                               "--cull-every=2", f"--url={admin.base}"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: server(alice) is None, "alice's idle server culled", timeout=60)
+    finally:
+        culler.terminate()
+        culler.wait(10)
+    ended = wait_for(lambda: next((j for j in slurm.run(queries.jobs())
+                                   if j.job_id == job.job_id and not j.state.is_active), None),
+                     "the culled server's job ended")
+    assert ended.state.value == "CANCELLED"

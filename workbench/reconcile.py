@@ -1,0 +1,105 @@
+"""Orphan reconciliation: cancel workbench jobs that no hub server owns any more.
+
+Every job the spawner submits carries a tag (its comment) naming hub, user and server. A
+tagged job of *this* hub whose id is in no server's state (the hub forgot it, a spawn was
+abandoned, a database was restored) is cancelled and logged, at hub start-up and periodically.
+Runs as the JupyterHub service ``workbench-reconciler`` (``workbench reconcile``), with the
+``admin:server_state`` scope to read which job each server holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import requests
+from tornado.ioloop import IOLoop, PeriodicCallback
+
+from .audit import AuditLog
+from .slurm import Job, SlurmClient, SlurmError, queries
+from .tags import parse_job_tag
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Orphan:
+    job: Job
+    user: str
+    server: str
+
+
+def owned_job_ids(api_url: str, token: str, timeout: float = 30) -> set[int]:
+    """Job ids held in any server's state, from the hub's REST API."""
+    owned: set[int] = set()
+    url = f"{api_url.rstrip('/')}/users"
+    headers = {"Authorization": f"token {token}",
+               "Accept": "application/jupyterhub-pagination+json"}
+    params: dict | None = {"include_stopped_servers": "1", "limit": "200", "offset": "0"}
+    while params is not None:
+        r = requests.get(url, params=params, headers=headers, timeout=timeout)
+        r.raise_for_status()
+        body = r.json()
+        users = body["items"] if isinstance(body, dict) else body
+        for user in users:
+            for server in (user.get("servers") or {}).values():
+                job_id = (server.get("state") or {}).get("job_id")
+                if job_id and str(job_id).isdigit():
+                    owned.add(int(job_id))
+        nxt = body.get("_pagination", {}).get("next") if isinstance(body, dict) else None
+        params = {**params, "offset": str(nxt["offset"])} if nxt else None
+    return owned
+
+
+def find_orphans(jobs: Iterable[Job], owned: set[int], hub_id: str, min_age_s: float,
+                 now: datetime | None = None) -> list[Orphan]:
+    """Active jobs tagged for ``hub_id``, older than ``min_age_s``, that no server owns."""
+    now = now or datetime.now(UTC)
+    out = []
+    for job in jobs:
+        tag = parse_job_tag(job.comment)
+        if not tag or tag["hub"] != hub_id or not job.state.is_active or job.job_id in owned:
+            continue
+        age = (now - job.submit_time).total_seconds() if job.submit_time else min_age_s
+        if age >= min_age_s:
+            out.append(Orphan(job, tag["user"], tag["server"]))
+    return out
+
+
+def reconcile_once(slurm: SlurmClient, api_url: str, token: str, hub_id: str,
+                   audit: AuditLog | None = None, min_age_s: float = 120) -> list[Orphan]:
+    """One pass: find this hub's orphans and cancel them. Returns what was cancelled."""
+    jobs = slurm.run(queries.jobs())
+    owned = owned_job_ids(api_url, token)
+    orphans = find_orphans(jobs, owned, hub_id, min_age_s)
+    for o in orphans:
+        log.warning("cancelling orphan job %s of %s/%s (%s, submitted %s): no server owns it",
+                    o.job.job_id, o.user, o.server, o.job.state.value, o.job.submit_time)
+        try:
+            slurm.run(queries.cancel(o.job.job_id))
+        except SlurmError as e:
+            log.error("could not cancel orphan job %s: %s", o.job.job_id, e)
+            continue
+        if audit is not None:
+            audit.record("workbench-reconciler", "session.orphan-cancelled",
+                         f"{o.user}/{o.server}", job_id=o.job.job_id, state=o.job.state.value)
+    return orphans
+
+
+def run_forever(slurm: SlurmClient, api_url: str, token: str, hub_id: str, audit: AuditLog,
+                interval: float, min_age_s: float) -> None:
+    """A pass now (hub start-up), then one every ``interval`` seconds; a failed pass is
+    logged and the next one tries again."""
+
+    def one_pass():
+        try:
+            done = reconcile_once(slurm, api_url, token, hub_id, audit, min_age_s)
+            log.info("reconcile pass: %d orphan job(s) cancelled", len(done))
+        except (SlurmError, requests.RequestException) as e:
+            log.warning("reconcile pass failed, next try in %.0f s: %s", interval, e)
+
+    one_pass()
+    PeriodicCallback(one_pass, interval * 1000).start()
+    IOLoop.current().start()
