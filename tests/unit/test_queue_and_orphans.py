@@ -1,0 +1,76 @@
+"""Queue feedback and orphan detection, on typed jobs and nodes."""
+
+from datetime import UTC, datetime, timedelta
+
+from workbench.queue import estimated_start, queue_position, start_sooner, waiting_message
+from workbench.reconcile import find_orphans
+from workbench.slurm.models import Job, JobState, Node
+from workbench.tags import job_tag, parse_job_tag
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def job(job_id, state=JobState.PENDING, partition="gpu-a100", priority=100, gpus=1,
+        comment="", submitted=NOW - timedelta(minutes=10), start=None, reason="Resources"):
+    return Job(job_id, "jupyter-x", "alice", "startup-helios", partition, state, reason,
+               comment=comment, gpus=gpus, gpu_type="a100", cpus=1, submit_time=submitted,
+               start_time=start, priority=priority)
+
+
+NODES = [
+    Node("a100-1", "127.0.0.1", "allocated", (), ("gpu-a100",), 16, 12, 65536, 0, "a100", 4, 4),
+    Node("h100-1", "127.0.0.1", "mixed", (), ("gpu",), 16, 10, 65536, 0, "h100", 4, 1),
+    Node("h100-2", "127.0.0.1", "idle", (), ("gpu",), 16, 16, 65536, 0, "h100", 4, 0),
+]
+
+
+def test_position_among_pending_jobs_of_the_partition():
+    mine = job(3, priority=100)
+    jobs = [job(1, priority=200), job(2, priority=100, submitted=NOW - timedelta(hours=1)), mine,
+            job(4, partition="gpu"), job(5, state=JobState.RUNNING)]
+    assert queue_position(mine, jobs) == (3, 3)
+
+
+def test_estimate_only_in_the_future():
+    assert estimated_start(job(1, start=NOW + timedelta(minutes=9)), NOW) == NOW + timedelta(
+        minutes=9)
+    assert estimated_start(job(1, start=NOW - timedelta(minutes=1)), NOW) is None
+    assert estimated_start(job(1, start=None), NOW) is None
+
+
+def test_advice_points_to_idle_gpus_elsewhere_and_fewer_gpus():
+    advice = [a.text for a in start_sooner(job(1, gpus=4), NODES)]
+    assert advice == ["partition gpu has 4 idle h100 GPUs on a node now"]
+    many = Job(2, "j", "bob", "research-medai", "gpu", JobState.PENDING, "Resources", gpus=4,
+               gpu_type="h100", cpus=1)
+    nodes = [NODES[1]]  # 3 idle on h100-1 only
+    assert [a.text for a in start_sooner(many, nodes)] == [
+        "3 GPUs instead of 4 would start now in gpu"]
+
+
+def test_waiting_message_puts_it_together():
+    mine = job(7, start=NOW + timedelta(minutes=14))
+    text = waiting_message(mine, [mine], NODES, NOW)
+    assert text.startswith("Job 7 is waiting in partition gpu-a100: waiting for the GPUs")
+    assert "Position 1 of 1 waiting there." in text
+    assert "around 12:14 UTC (in 14 min)" in text
+    assert "To start sooner: partition gpu has 4 idle h100 GPUs on a node now." in text
+
+
+def test_tags_round_trip_and_foreign_jobs_are_not_ours():
+    tag = job_tag("hub1", "alice", "")
+    assert parse_job_tag(tag) == {"hub": "hub1", "user": "alice", "server": ""}
+    assert parse_job_tag("") is None and parse_job_tag("my own comment") is None
+
+
+def test_orphans_are_this_hubs_unowned_active_old_enough_jobs():
+    mine = job_tag("hub1", "alice", "")
+    jobs = [job(1, comment=mine),                                     # owned
+            job(2, comment=mine),                                     # orphan
+            job(3, comment=job_tag("hub2", "alice", "")),             # another hub's
+            job(4, comment=""),                                       # not a workbench job
+            job(5, comment=mine, state=JobState.COMPLETED),           # already over
+            job(6, comment=mine, submitted=NOW - timedelta(seconds=30))]  # too young
+    orphans = find_orphans(jobs, owned={1}, hub_id="hub1", min_age_s=120, now=NOW)
+    assert [o.job.job_id for o in orphans] == [2]
+    assert (orphans[0].user, orphans[0].server) == ("alice", "")
