@@ -30,6 +30,15 @@ from pathlib import Path
 
 c = get_config()  # noqa: F821
 settings = json.loads((Path(__file__).parent / "hub-settings.json").read_text())
+if settings.pop("_batchspawner_port_callback", False):
+    # JupyterHub imports every jupyterhub.spawners entry point at start-up, and importing
+    # the workbench's spawner swaps in its port callback: put batchspawner's own back.
+    from batchspawner.api import BatchSpawnerAPIHandler
+    from jupyterhub import apihandlers
+
+    routes = apihandlers.default_handlers
+    routes[:] = [r for r in routes if r[0] != "/api/batchspawner"]
+    routes.append(("/api/batchspawner", BatchSpawnerAPIHandler))
 for section, values in settings.items():
     for name, value in values.items():
         setattr(c[section], name, value)
@@ -128,14 +137,17 @@ def stock_settings(env_bin: str, node_address: str, slurm_bindir: str = "") -> d
             batch_cancel_cmd=f"{slurm_bindir}/scancel {{job_id}}",
         )
     return {"JupyterHub": {"spawner_class": "batchspawner.SlurmSpawner"},
-            "SlurmSpawner": traits}
+            "SlurmSpawner": traits, "_batchspawner_port_callback": True}
 
 
 def merge(*parts: dict) -> dict:
     out: dict = {}
     for part in parts:
         for section, values in part.items():
-            out.setdefault(section, {}).update(values)
+            if isinstance(values, dict):
+                out.setdefault(section, {}).update(values)
+            else:
+                out[section] = values
     return out
 
 
@@ -165,6 +177,13 @@ class HubApi:
         r = self.session.delete(f"{self.base}/users/{user}/server", timeout=HTTP_TIMEOUT)
         if r.status_code not in (202, 204, 400, 404):
             raise BenchmarkError(f"stop of {user}'s server: {r.status_code} {r.text}")
+
+    def active_servers(self) -> dict[str, dict]:
+        """Default servers that are pending or running, by user name (up to 200 users)."""
+        r = self.session.get(f"{self.base}/users", params={"state": "active", "limit": "200"},
+                             timeout=HTTP_TIMEOUT)
+        r.raise_for_status()
+        return {u["name"]: u["servers"][""] for u in r.json() if "" in (u["servers"] or {})}
 
     def stop_and_wait(self, user: str, timeout: float = 60) -> None:
         self.stop(user)

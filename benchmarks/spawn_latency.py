@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import pwd
+import re
 import secrets
 import statistics
 import subprocess
@@ -59,18 +60,23 @@ from _hubs import (
 USER = "wbbench"
 LABELS = {"ours": "ours  (SlurmGPUSpawner)", "stock": "stock (batchspawner.SlurmSpawner)",
           "floor": "floor (bare jupyter server)"}
-#: hub log lines that mark the steps of one spawn
-MARKERS = {
+#: how to follow one spawn: hub log lines that mark its steps, the job id, the job's output
+TRACE = {
     "ours": {"submitted": ": submitted job ", "port": "POST /hub/api/batchspawner",
-             "started": ", server at "},
+             "started": ", server at ", "job_id": r": submitted job (\d+)",
+             "job_log": ".jupyterhub-slurm-{job_id}.log"},
     "stock": {"submitted": "Job submitted. output:", "port": "POST /hub/api/batchspawner",
-              "started": "Notebook server job "},
+              "started": "Notebook server job ", "job_id": r"Job submitted\. output: (\d+)",
+              "job_log": "jupyterhub_slurmspawner_{job_id}.log"},
 }
-#: (name, from event, to event) of the breakdown
-PHASES = [("POST → sbatch done", "post", "submitted"),
-          ("sbatch → port callback", "submitted", "port"),
-          ("port → start() returned", "port", "started"),
-          ("start() → ready", "started", "ready")]
+#: the line of the job's output that says the single-user server listens
+LISTENING = "Jupyter Server "
+#: (name, from event, to event): consecutive steps, their sum is the whole start → ready
+PHASES = [("POST → sbatch returned", "post", "submitted"),
+          ("→ port callback", "submitted", "port"),
+          ("→ start() returned", "port", "started"),
+          ("→ server listening", "started", "listening"),
+          ("→ hub sees it ready", "listening", "ready")]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -112,10 +118,26 @@ def spawn_run(hub: ThrowawayHub, kind: str, slurm, timeout: float) -> dict:
         hub.api.stop_and_wait(USER)
         wait_no_jobs(slurm, [USER])
     events = {"post": post_wall, "ready": post_wall + seconds,
-              **log_events(hub.log_since(offset), MARKERS[kind])}
+              **trace_events(hub.log_since(offset), TRACE[kind])}
     phases = {name: round(events[b] - events[a], 3) if a in events and b in events else None
               for name, a, b in PHASES}
     return {"seconds": round(seconds, 3), "phases": phases}
+
+
+def trace_events(hub_log: str, trace: dict) -> dict[str, float]:
+    """When the spawn was submitted, the port reported, start() returned (hub log) and the
+    server listened (the job's output file)."""
+    markers = {k: trace[k] for k in ("submitted", "port", "started")}
+    events = log_events(hub_log, markers)
+    found = re.search(trace["job_id"], hub_log)
+    if found:
+        path = Path(pwd.getpwnam(USER).pw_dir) / trace["job_log"].format(job_id=found[1])
+        try:
+            events.update(log_events(path.read_text(errors="replace"),
+                                     {"listening": LISTENING}))
+        except OSError:
+            pass
+    return events
 
 
 def _server_argv(env_bin: str, port: int, token: str) -> list[str]:

@@ -35,7 +35,7 @@ from pathlib import Path
 from batchspawner import JobStatus, SlurmSpawner
 from jupyterhub.spawner import SpawnException
 from sqlalchemy.orm import object_session
-from traitlets import Float, Unicode, default
+from traitlets import Float, Integer, Unicode, default
 
 from workbench.allocations import AllocationError, Allocations, abudgets
 from workbench.allocations import default_path as default_allocations_path
@@ -107,6 +107,12 @@ class SlurmGPUSpawner(SlurmSpawner):
         600.0, min=0.0,
         help="Seconds a running session may stay 'unknown' (Slurm not answering) before the "
         "hub reports it stopped. A controller restart must not end sessions. Example: 600.",
+    ).tag(config=True)
+
+    walltime_warning_s = Integer(
+        900, min=0,
+        help="Seconds before the end of a session's walltime from which the hub's home page "
+        "warns that it ends soon (and offers to extend it). Example: 900.",
     ).tag(config=True)
 
     default_partition = Unicode(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .cluster.local import secret_file
 from .paths import FactoryHome
@@ -123,7 +124,12 @@ def update_services(c, site: Site) -> None:
 
 
 def update_spawner(c, site: Site) -> None:
+    from spawners import walltime  # the hub side: imported only where a hub is configured
+
     c.JupyterHub.spawner_class = "slurm-gpu"
+    # the home page shows each session's walltime and offers to extend it
+    c.JupyterHub.template_paths = [str(Path(walltime.__file__).parent / "templates" / "hub")]
+    c.JupyterHub.extra_handlers = [(walltime.ROUTE, walltime.WalltimeHandler)]
     c.SlurmGPUSpawner.slurm_conf = site.slurm_conf
     c.SlurmGPUSpawner.audit_db = str(site.home.audit_db)
     c.Spawner.env_keep = ["LANG", "LC_ALL"]

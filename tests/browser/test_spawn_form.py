@@ -82,3 +82,30 @@ def test_bob_starts_jupyterlab_on_a_gpu_node_from_the_form(page, hub_url, demo_p
     assert (job.partition, job.account, job.batch_host) == ("gpu-a100", "research-climate",
                                                             "a100-1")
     assert (job.gpu_type, job.gpus) == ("a100", 1)
+
+
+def test_alice_sees_her_walltime_is_warned_and_extends_it(page, hub_url, demo_password, slurm,
+                                                          hub_api, wait_for):
+    api = hub_api("alice")
+    r = api.post(f"{api.base}/users/alice/server", json={"user_options": {
+        "partition": "gpu", "account": "startup-helios", "gpus": 1, "runtime": "00:10:00"}})
+    assert r.status_code in (201, 202), r.text
+    wait_for(lambda: (api.get(f"{api.base}/users/alice").json()["servers"].get("") or {}).get(
+        "ready"), "alice's server ready")
+    [job] = [j for j in slurm.run(queries.jobs()) if j.user == "alice" and j.state.is_running]
+
+    page.goto(f"{hub_url}hub/login")
+    page.fill("#username_input", "alice")
+    page.fill("#password_input", demo_password)
+    page.click("#login_submit")
+    page.goto(f"{hub_url}hub/home")
+    left = page.locator("#wb-walltime-left")
+    expect(left).to_contain_text(f"left (job {job.job_id}")
+    expect(left).to_contain_text("Your session ends soon")  # 10 min < the 15 min warning
+    page.select_option("#wb-extend-minutes", "60")
+    page.click("#wb-extend")
+    expect(page.locator("#wb-extend-answer")).to_have_text("Extended by 60 minutes.")
+    expect(left).not_to_contain_text("ends soon")
+    page.screenshot(path=str(ARTIFACTS / "home-walltime.png"))
+    extended = next(j for j in slurm.run(queries.jobs()) if j.job_id == job.job_id)
+    assert extended.time_limit_min == 70

@@ -90,3 +90,9 @@ def enforced_usage(account: str) -> Query[dict[str, int]]:
     """TRES-minutes Slurm counts against ``account``'s GrpTRESMins (``sshare`` GrpTRESRaw)."""
     return Query("sshare", ("-nP", "-A", account, "-o", "Account,User,GrpTRESRaw"),
                  parse.parse_share_usage)
+
+
+def set_time_limit(job_id: int, minutes: int) -> Query[str]:
+    """``scontrol update JobId=N TimeLimit=...`` (an operator's command: run as root)."""
+    return Query("scontrol", ("update", f"JobId={int(job_id)}",
+                              f"TimeLimit={parse.format_duration(int(minutes))}"), str)

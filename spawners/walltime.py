@@ -1,0 +1,80 @@
+"""``/hub/api/workbench/walltime/{user}[/{server}]``: time left, and asking for more.
+
+GET (scope ``read:servers``): the running session's job, time limit, end and seconds left.
+POST ``{"minutes": N}`` (scope ``servers``, so the user or an admin): extend the job's time
+limit by N minutes with ``scontrol update`` run by the hub (operator side), within the
+partition's MaxTime and the project's GPU-hours; refused with HTTP 400 and what is possible.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jupyterhub.apihandlers import APIHandler
+from jupyterhub.scopes import needs_scope
+from tornado import web
+
+from workbench.resources import InvalidRequest
+from workbench.slurm import SlurmError, queries
+from workbench.walltime import plan_extension, walltime
+
+ROUTE = r"/api/workbench/walltime/(?P<user_name>[^/]+)/?(?P<server_name>[^/]*)"
+
+
+class WalltimeHandler(APIHandler):
+    def _spawner(self, user_name: str, server_name: str):
+        user = self.find_user(user_name)
+        if user is None or server_name not in user.spawners:
+            raise web.HTTPError(404, f"no server {user_name}/{server_name}")
+        spawner = user.spawners[server_name]
+        if not spawner.active or not getattr(spawner, "job_id", ""):
+            raise web.HTTPError(404, f"{user_name}/{server_name} is not running")
+        return spawner
+
+    async def _state(self, spawner):
+        jobs = await spawner.jobs.jobs()
+        job = jobs.get(int(spawner.job_id))
+        if job is None:
+            raise web.HTTPError(404, f"job {spawner.job_id} is not in the queue")
+        parts = {p.name: p for p in await spawner.slurm.arun(queries.partitions())}
+        return job, walltime(job, parts.get(job.partition))
+
+    @needs_scope("read:servers")
+    async def get(self, user_name, server_name=""):
+        spawner = self._spawner(user_name, server_name)
+        job, wall = await self._state(spawner)
+        if wall is None:
+            self.finish(json.dumps({"job_id": job.job_id, "running": False,
+                                    "state": job.state.value}))
+            return
+        self.finish(json.dumps({**wall.as_dict(), "running": True,
+                                "warn_s": spawner.walltime_warning_s}))
+
+    @needs_scope("servers")
+    async def post(self, user_name, server_name=""):
+        spawner = self._spawner(user_name, server_name)
+        body = self.get_json_body() or {}
+        if not isinstance(body, dict) or set(body) != {"minutes"}:
+            raise web.HTTPError(400, 'the body must be {"minutes": <whole number>}')
+        job, wall = await self._state(spawner)
+        if wall is None:
+            raise web.HTTPError(400, f"job {job.job_id} is not running ({job.state.value})")
+        budget = (await spawner.cluster_view()).budgets.get(job.account)
+        try:
+            new_limit = plan_extension(job, wall, body["minutes"], budget)
+        except InvalidRequest as e:
+            spawner.audit.record(self.current_user.name, "walltime.refused", spawner._log_name,
+                                 job_id=job.job_id, minutes=body["minutes"], message=e.message)
+            raise web.HTTPError(400, f"Cannot extend: {e.message}".replace("%", "%%")) from None
+        try:
+            await spawner.slurm.arun(queries.set_time_limit(job.job_id, new_limit))
+        except SlurmError as e:
+            raise web.HTTPError(503, f"Slurm refused the extension: {e.stderr}") from e
+        spawner.jobs.invalidate()
+        spawner.audit.record(self.current_user.name, "walltime.extended", spawner._log_name,
+                             job_id=job.job_id, minutes=body["minutes"], new_limit_min=new_limit)
+        self.log.info("%s: job %s time limit now %s min", spawner._log_name, job.job_id,
+                      new_limit)
+        job, wall = await self._state(spawner)
+        self.finish(json.dumps({**wall.as_dict(), "running": True,
+                                "warn_s": spawner.walltime_warning_s}))
