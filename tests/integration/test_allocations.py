@@ -84,22 +84,35 @@ def test_a_key_written_twice_is_refused(tmp_path, slurm):
     assert proc.returncode == 2 and "written twice" in proc.stderr
 
 
+def sacct_rows(account):
+    env = {"SLURM_CONF": str(FactoryHome.from_env().slurm_conf), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(["sacct", "-a", "-nP", "-X", "-A", account, "-S", "2000-01-01", "-E",
+                          "now", "-o", "JobID,AllocTRES,ElapsedRaw,State"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    return {int(r.split("|")[0]): r.split("|") for r in out.splitlines()}
+
+
+def settled(account):
+    """Accounting has the end of every job of ``account`` (slurmdbd lags the controller)."""
+    return all(r[3] not in ("RUNNING", "PENDING", "REQUEUED") for r in sacct_rows(account).values())
+
+
 def test_show_reports_what_sacct_accounts(slurm, wait_for):
-    show = lambda: json.loads(workbench("allocations", "show", "--json").stdout)  # noqa: E731
-    before = {r["project"]: r for r in show()}
+    show = lambda: {r["project"]: r for r in json.loads(  # noqa: E731
+        workbench("allocations", "show", "--json").stdout)}
+    wait_for(lambda: settled("research-climate"), "earlier jobs settled in accounting")
+    before = show()
     job_id = sbatch(slurm, "bob", "-A", "research-climate", "-p", "gpu-a100",
                     "--gres=gpu:a100:2", "-t", "2", script="#!/bin/bash\nsleep 3\n")
     wait_for(lambda: (j := job(slurm, job_id)) and j.state.is_finished, f"job {job_id} ends")
-    after = {r["project"]: r for r in show()}
+    wait_for(lambda: job_id in sacct_rows("research-climate") and settled("research-climate"),
+             f"job {job_id} settled in accounting")
+    after = show()
 
     # the same figure, straight from sacct: GPUs x elapsed seconds, over the project's jobs
-    env = {"SLURM_CONF": str(FactoryHome.from_env().slurm_conf), "PATH": "/usr/bin:/bin"}
-    rows = subprocess.run(["sacct", "-a", "-nP", "-X", "-A", "research-climate", "-S",
-                           "2000-01-01", "-E", "now", "-o", "JobID,AllocTRES,ElapsedRaw"],
-                          capture_output=True, text=True, env=env, check=True).stdout.splitlines()
-    by_job = {int(r.split("|")[0]): r.split("|") for r in rows}
-    total = sum(parse_tres(r[1]).get("gres/gpu", 0) * int(r[2]) for r in by_job.values()) / 3600
-    assert parse_tres(by_job[job_id][1])["gres/gpu"] == 2 and int(by_job[job_id][2]) >= 3
+    rows = sacct_rows("research-climate")
+    total = sum(parse_tres(r[1]).get("gres/gpu", 0) * int(r[2]) for r in rows.values()) / 3600
+    assert parse_tres(rows[job_id][1])["gres/gpu"] == 2 and int(rows[job_id][2]) >= 3
     assert after["research-climate"]["used_gpu_hours"] == pytest.approx(total, abs=1e-4)
     assert after["research-climate"]["used_gpu_hours"] > before["research-climate"][
         "used_gpu_hours"]

@@ -70,7 +70,7 @@ def test_hub_kill9_readopts_running_and_pending_sessions(slurm, hub_api, hub_url
             j for j in slurm.run(queries.jobs()) if j.job_id == blocker).state.is_running,
             "the a100 blocker runs")
         r = bob.post(f"{bob.base}/users/bob/server", json={"user_options": BOB_A100})
-        assert r.status_code == 202, r.text
+        assert r.status_code in (201, 202), r.text  # 202: slow to start (the hub's word)
         pending = wait_for(lambda: [j for j in active_jobs(slurm, "bob", "jupyter-bob")
                                     if j.state.is_pending], "bob's job pending")
         bob_job = pending[0].job_id
@@ -165,7 +165,7 @@ def test_a_pending_spawn_shows_reason_position_estimate_and_advice(slurm, hub_ap
     try:
         r = alice.post(f"{alice.base}/users/alice/server", json={"user_options": {
             **ALICE_GPU, "partition": "gpu-a100", "gpu_type": "a100"}})
-        assert r.status_code == 202, r.text
+        assert r.status_code in (201, 202), r.text
         events = progress_events(alice, 45)
         messages = [e["message"] for e in events]
         waiting = [m for m in messages if "is waiting in partition gpu-a100" in m]

@@ -98,3 +98,42 @@ def test_hub_that_died_is_restarted_by_up_and_keeps_state(slurm, hub_url):
                    capture_output=True)
     assert hub.is_up()
     assert requests.get(f"{hub_url}hub/api/").status_code == 200
+
+
+def _server_token(job_id: int) -> str:
+    """The running server's hub token, read (as root) from its process environment."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        env = dict(e.decode(errors="replace").partition("=")[::2] for e in environ if b"=" in e)
+        if env.get("SLURM_JOB_ID") == str(job_id) and "JUPYTERHUB_API_TOKEN" in env:
+            return env["JUPYTERHUB_API_TOKEN"]
+    raise AssertionError(f"no process of job {job_id} holds a hub token")
+
+
+def test_the_port_callback_takes_a_port_and_nothing_else(slurm, hub_api, hub_url, wait_for,
+                                                         factory_home):
+    api = hub_api("alice")
+    r = api.post(f"{api.base}/users/alice/server", json={"user_options": ALICE_GPU})
+    assert r.status_code in (201, 202), r.text
+    wait_for(lambda: (server(api) or {}).get("ready"), "alice's server ready")
+    [job] = [j for j in jobs_of(slurm, "alice") if j.state.is_running]
+    token = _server_token(job.job_id)
+    callback = f"{hub_url}hub/api/batchspawner"
+    headers = {"Authorization": f"token {token}"}
+    for body in ({"port": 1234, "exec_prefix": "touch /tmp/pwned; sudo -E -u {username}"},
+                 {"batch_query_cmd": "id"}, {"port": "1234"}, {"port": 0}, {"port": 70000}):
+        r = requests.post(callback, json=body, headers=headers)
+        assert r.status_code == 400, (body, r.text)
+    # a user's own token is no server's token
+    r = requests.post(callback, json={"port": 1234}, headers=api.headers)
+    assert r.status_code == 403, r.text
+    # the server still answers on its real port, and the token is in no log
+    assert api.get(f"{hub_url}user/alice/api/status").status_code == 200
+    for log in factory_home.log.glob("*.log"):
+        assert token not in log.read_text(errors="replace"), log
+    assert token not in Path(f"/home/alice/.jupyterhub-slurm-{job.job_id}.log").read_text()
