@@ -165,6 +165,12 @@ def active_jobs(slurm: SlurmClient, users: Iterable[str]) -> list[Job]:
     return [j for j in slurm.run(queries.jobs()) if j.user in users and j.state.is_active]
 
 
+def others_active(slurm: SlurmClient, users: Iterable[str]) -> int:
+    """How many active jobs on the cluster belong to anyone but ``users`` (noise)."""
+    users = set(users)
+    return sum(1 for j in slurm.run(queries.jobs()) if j.user not in users and j.state.is_active)
+
+
 def cancel_jobs(slurm: SlurmClient, users: Iterable[str]) -> list[int]:
     """scancel (as root) every active job of ``users``; returns the job ids."""
     ids = [j.job_id for j in active_jobs(slurm, users)]
@@ -220,7 +226,9 @@ def wait_idle_gpu(slurm: SlurmClient, partition: str, timeout: float = 300) -> i
 # -- processes and ports ---------------------------------------------------------------------
 
 def port_is_free(port: int) -> bool:
+    """Nothing listens on ``port`` (connections in TIME_WAIT do not count, as for servers)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -309,3 +317,11 @@ def exit_on_signals() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit)
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of the repository the benchmarks live in."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    return proc.stdout.strip() or "unknown"

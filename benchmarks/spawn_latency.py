@@ -35,9 +35,11 @@ from _cluster import (
     BenchmarkError,
     JobShape,
     cleanup_jobs,
+    code_version,
     ensure_benchmark_users,
     exit_on_signals,
     free_port,
+    others_active,
     partition_address,
     require_jobs_can_run,
     require_root,
@@ -194,12 +196,15 @@ def run_rounds(hubs: dict[str, ThrowawayHub], slurm, args, floor_log: Path) -> d
     for i in range(args.runs):
         order = kinds[i % 3:] + kinds[:i % 3]
         for kind in order:
+            others = others_active(slurm, [USER])
             if kind == "floor":
                 run = floor_run(args.env_bin, args.timeout, floor_log)
             else:
                 run = spawn_run(hubs[kind], kind, slurm, args.timeout)
+            run["other_jobs"] = others
             runs[kind].append(run)
-            print(f"round {i + 1}/{args.runs}  {kind:5s}  {run['seconds']:7.3f} s", flush=True)
+            print(f"round {i + 1}/{args.runs}  {kind:5s}  {run['seconds']:7.3f} s"
+                  f"  ({others} other job(s) on the cluster)", flush=True)
             time.sleep(1)
     return runs
 
@@ -216,6 +221,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
         "benchmark": "spawn_latency",
         "job_shape": JobShape().user_options(),
         "runs": {k: [r["seconds"] for r in v] for k, v in runs.items()},
+        "runs_with_other_jobs": {k: sum(1 for r in v if r["other_jobs"]) for k, v in runs.items()},
         "median_s": {k: round(v, 3) for k, v in medians.items()},
         "ours_minus_floor_s": round(medians["ours"] - medians["floor"], 3),
         "stock_minus_floor_s": round(medians["stock"] - medians["floor"], 3),
@@ -230,6 +236,10 @@ def print_report(summary: dict) -> None:
     print(f"{'':36s} {'median':>7s} {'min':>7s} {'max':>7s}")
     for kind, label in LABELS.items():
         print(f"{label:36s} {med[kind]:7.3f} {min(runs[kind]):7.3f} {max(runs[kind]):7.3f}")
+    busy = summary["runs_with_other_jobs"]
+    if any(busy.values()):
+        print(f"(runs that shared the cluster with other users' jobs: {busy}; Slurm's "
+              "scheduling of ours and stock jobs then varies more)")
     print(f"\nours  − floor: {summary['ours_minus_floor_s']:+.3f} s")
     print(f"stock − floor: {summary['stock_minus_floor_s']:+.3f} s")
     print(f"stock / ours:  {summary['stock_over_ours']:.2f}")
@@ -283,6 +293,7 @@ def main(argv=None) -> int:
     except BenchmarkError as e:
         print(f"spawn_latency: {e}", file=sys.stderr)
         return 1
+    summary["code"] = code_version()
     summary["wall_s"] = round(time.monotonic() - started, 1)
     print_report(summary)
     print(f"\nwall time {summary['wall_s']} s")

@@ -177,9 +177,9 @@ def cmd_allocations_show(args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"{'programme':10} {'project':20} {'granted':>9} {'used':>9} {'left':>9}  members")
-    for r, b in zip(rows, allocs.projects, strict=True):
+    for r in rows:
         note = "" if r["active"] else "  (outside its validity period)"
-        print(f"{b.programme:10} {r['project']:20} {r['granted_gpu_hours']:9g} "
+        print(f"{r['programme']:10} {r['project']:20} {r['granted_gpu_hours']:9g} "
               f"{r['used_gpu_hours']:9.2f} {r['remaining_gpu_hours']:9.2f}  "
               f"{', '.join(r['members']) or '-'}{note}")
     print("(GPU-hours, from Slurm accounting)")
