@@ -104,9 +104,8 @@ def status(port: int = 8000) -> dict:
         "demo_password": (home.demo_password_file.read_text().strip()
                           if home.demo_password_file.exists() else None),
         "demo_users": People.load().names,
-        "daemons": {name: bool(pid) for name, pid in
-                    ((n, daemons.read_pid(p))
-                     for n, p in cluster.pidfiles().items())},
+        "daemons": {name: bool(daemons.read_pid(pidfile))
+                    for name, pidfile in {**cluster.pidfiles(), **hub.pidfiles()}.items()},
         "nodes": [],
         "partitions": [],
     }

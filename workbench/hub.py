@@ -90,17 +90,34 @@ class LocalHub:
         path.write_text(json.dumps(settings, indent=2) + "\n")
         return path
 
+    def start_services(self) -> None:
+        """The reconciler and the idle culler, each a daemon with its own pid file."""
+        for name, argv in self.site.service_commands().items():
+            pidfile = self.home.pidfile(name)
+            if daemons.read_pid(pidfile):
+                continue
+            env = {**self._env(), "JUPYTERHUB_API_URL": self.site.hub_api_url,
+                   "JUPYTERHUB_API_TOKEN": self.site.service_token(name)}
+            env.pop("CONFIGPROXY_AUTH_TOKEN")
+            daemons.spawn(argv, self.home.logfile(name), pidfile, env=env)
+
+    def pidfiles(self) -> dict[str, Path]:
+        names = ["proxy", "jupyterhub-daemon", *self.site.service_commands()]
+        return {name: self.home.pidfile(name) for name in names}
+
     def up(self) -> None:
         self.write_lab_overrides()
         self.start_proxy()
         self.start_hub()
+        self.start_services()
 
     def is_up(self) -> bool:
         return bool(daemons.read_pid(self.home.pidfile("jupyterhub-daemon"))) and _answers(
             self.url + "hub/api/")
 
     def down(self) -> list[str]:
-        stopped = []
+        stopped = [name for name in self.site.service_commands()
+                   if daemons.stop(name, self.home.pidfile(name))]
         if daemons.stop("jupyterhub", self.home.pidfile("jupyterhub-daemon")):
             stopped.append("jupyterhub")
         if daemons.stop("configurable-http-proxy", self.home.pidfile("proxy")):

@@ -62,6 +62,23 @@ class Site:
     def proxy_token(self) -> str:
         return secret_file(self.home.secrets / "proxy_token")
 
+    @property
+    def hub_api_url(self) -> str:
+        return f"http://{self.hub_ip}:{self.hub_port}/hub/api"
+
+    def service_token(self, name: str) -> str:
+        return secret_file(self.home.secrets / f"service-{name}-token")
+
+    def service_commands(self) -> dict[str, list[str]]:
+        """The hub services and their command lines (tokens go in the environment)."""
+        return {
+            "workbench-reconciler": [sys.executable, "-m", "workbench.cli", "-v", "reconcile",
+                                     "--interval", str(self.reconcile_interval)],
+            "idle-culler": [sys.executable, "-m", "jupyterhub_idle_culler",
+                            f"--url={self.hub_api_url}", f"--timeout={self.cull_timeout}",
+                            f"--cull-every={self.cull_every}"],
+        }
+
 
 def update_hub(c, site: Site) -> None:
     """Where the hub keeps its state, and how it listens."""
@@ -105,17 +122,10 @@ CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:se
 
 def update_services(c, site: Site) -> None:
     """The reconciler (cancels orphan jobs) and jupyterhub-idle-culler (culling a server
-    cancels its job), as hub-managed services with only the scopes they need."""
-    env = {"SLURM_CONF": site.slurm_conf, "AIFACTORY_HOME": str(site.home.root),
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    c.JupyterHub.services = [
-        {"name": "workbench-reconciler", "environment": env,
-         "command": [sys.executable, "-m", "workbench.cli", "reconcile",
-                     "--interval", str(site.reconcile_interval)]},
-        {"name": "idle-culler", "environment": env,
-         "command": [sys.executable, "-m", "jupyterhub_idle_culler",
-                     f"--timeout={site.cull_timeout}", f"--cull-every={site.cull_every}"]},
-    ]
+    cancels its job), with only the scopes they need. They run apart from the hub (``workbench
+    up`` starts them, like the proxy), so a hub restart neither stops nor orphans them."""
+    c.JupyterHub.services = [{"name": name, "api_token": site.service_token(name)}
+                             for name in site.service_commands()]
     c.JupyterHub.load_roles = list(c.JupyterHub.load_roles or []) + [
         {"name": "workbench-reconciler", "scopes": RECONCILER_SCOPES,
          "services": ["workbench-reconciler"]},
