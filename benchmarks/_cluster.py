@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -21,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from workbench.paths import FactoryHome
@@ -221,6 +223,26 @@ def idle_gpus(slurm: SlurmClient, partition: str) -> int:
 def wait_idle_gpu(slurm: SlurmClient, partition: str, timeout: float = 300) -> int:
     return wait_until(lambda: idle_gpus(slurm, partition), f"an idle GPU in {partition}",
                       timeout, interval=1.0)
+
+
+def job_start_time(job_id: int) -> float | None:
+    """When slurmctld started ``job_id`` (epoch seconds, ms resolution), from its log on the
+    local cluster; None if the log does not say (best effort: squeue only knows seconds)."""
+    started = re.compile(rf"^\[(\S+)\] .*(?:sched: Allocate|Started) JobId={int(job_id)} ")
+    try:
+        with open(FactoryHome.from_env().log / "slurmctld.log", "rb") as f:
+            f.seek(max(f.seek(0, os.SEEK_END) - 2_000_000, 0))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        found = started.match(line)
+        if found:
+            try:
+                return datetime.fromisoformat(found[1]).timestamp()
+            except ValueError:
+                return None
+    return None
 
 
 # -- processes and ports ---------------------------------------------------------------------

@@ -39,6 +39,7 @@ from _cluster import (
     ensure_benchmark_users,
     exit_on_signals,
     free_port,
+    job_start_time,
     others_active,
     partition_address,
     require_jobs_can_run,
@@ -75,7 +76,8 @@ TRACE = {
 LISTENING = "Jupyter Server "
 #: (name, from event, to event): consecutive steps, their sum is the whole start → ready
 PHASES = [("POST → sbatch returned", "post", "submitted"),
-          ("→ port callback", "submitted", "port"),
+          ("→ job started (Slurm)", "submitted", "job_started"),
+          ("→ port callback", "job_started", "port"),
           ("→ start() returned", "port", "started"),
           ("→ server listening", "started", "listening"),
           ("→ hub sees it ready", "listening", "ready")]
@@ -127,12 +129,15 @@ def spawn_run(hub: ThrowawayHub, kind: str, slurm, timeout: float) -> dict:
 
 
 def trace_events(hub_log: str, trace: dict) -> dict[str, float]:
-    """When the spawn was submitted, the port reported, start() returned (hub log) and the
-    server listened (the job's output file)."""
+    """When the spawn was submitted, the port reported, start() returned (hub log), the job
+    started (slurmctld's log) and the server listened (the job's output file)."""
     markers = {k: trace[k] for k in ("submitted", "port", "started")}
     events = log_events(hub_log, markers)
     found = re.search(trace["job_id"], hub_log)
     if found:
+        started = job_start_time(int(found[1]))
+        if started is not None:
+            events["job_started"] = started
         path = Path(pwd.getpwnam(USER).pw_dir) / trace["job_log"].format(job_id=found[1])
         try:
             events.update(log_events(path.read_text(errors="replace"),
@@ -221,6 +226,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
         "benchmark": "spawn_latency",
         "job_shape": JobShape().user_options(),
         "runs": {k: [r["seconds"] for r in v] for k, v in runs.items()},
+        "runs_detail": runs,
         "runs_with_other_jobs": {k: sum(1 for r in v if r["other_jobs"]) for k, v in runs.items()},
         "median_s": {k: round(v, 3) for k, v in medians.items()},
         "ours_minus_floor_s": round(medians["ours"] - medians["floor"], 3),

@@ -47,10 +47,9 @@ from workbench.slurm import Job, JobState, SlurmClient, SlurmError, queries
 from workbench.slurm.snapshot import shared_nodes, shared_snapshot
 from workbench.tags import job_tag
 
-from . import api, form
+from . import form
 from .jobscript import render_job_script
 
-api.install()
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest() if token else ""
@@ -107,6 +106,12 @@ class SlurmGPUSpawner(SlurmSpawner):
         600.0, min=0.0,
         help="Seconds a running session may stay 'unknown' (Slurm not answering) before the "
         "hub reports it stopped. A controller restart must not end sessions. Example: 600.",
+    ).tag(config=True)
+
+    not_found_grace = Float(
+        10.0, min=0.0,
+        help="Seconds after sbatch during which a job missing from squeue counts as not yet "
+        "visible rather than ended. Example: 10.",
     ).tag(config=True)
 
     walltime_warning_s = Integer(
@@ -209,6 +214,7 @@ class SlurmGPUSpawner(SlurmSpawner):
     last_end: dict | None = None  # how the last session ended, shown on the next visit
     _port_event: asyncio.Event | None = None
     _unknown_since: float | None = None
+    _submitted_at = float("-inf")
     _ready_once = False
 
     @property
@@ -357,6 +363,7 @@ class SlurmGPUSpawner(SlurmSpawner):
             raise SpawnException(f"Slurm refused the job: {e.stderr}",
                                  reason="submit-failed") from e
         self.job_id = str(job_id)
+        self._submitted_at = asyncio.get_running_loop().time()
         self.persist_state()  # a hub that dies from here on re-adopts this job
         self.jobs.invalidate()
         self.log.info("%s: submitted job %s (%s)", self._log_name, job_id,
@@ -423,6 +430,7 @@ class SlurmGPUSpawner(SlurmSpawner):
         """Called by the port callback handler: remember the port, durably, and wake start()."""
         self.port = port
         self.persist_state()
+        self.jobs.invalidate()  # the job runs now; the next look must see it
         if self._port_event is not None:
             self._port_event.set()
 
@@ -457,8 +465,9 @@ class SlurmGPUSpawner(SlurmSpawner):
         return self.last_end
 
     async def _wait_ready(self, deadline: float) -> None:
-        """Until the job runs and its server reported a port; SpawnException if it ends first
-        or ``deadline`` (event-loop time) passes, in which case the job is cancelled."""
+        """Until the job runs and its server listens on the port it reported; SpawnException
+        if the job ends first or ``deadline`` (event-loop time) passes, in which case the job
+        is cancelled."""
         loop = asyncio.get_running_loop()
         job_id = self.job_id
         if self._port_event is None:
@@ -466,8 +475,10 @@ class SlurmGPUSpawner(SlurmSpawner):
         delay = 0.1
         while not (self.port and self.job and self.job.state.is_running):
             status = await self.query_job_status()
-            if status == JobStatus.NOTFOUND:
+            if status == JobStatus.NOTFOUND and not (
+                    self.job is None and loop.time() < self._submitted_at + self.not_found_grace):
                 end = await self.record_end(job_id)
+                await self._cancel_quietly(job_id)
                 self.clear_state()
                 raise SpawnException(self.describe_end(end) + " Check your request and start "
                                      "again.", reason="job-ended", status_code=500)
@@ -481,11 +492,38 @@ class SlurmGPUSpawner(SlurmSpawner):
                     f"Your job {job_id} did not start within {self.start_timeout} s and was "
                     f"cancelled. {why} Ask for fewer GPUs, another partition or GPU type, or "
                     "a shorter walltime, and start again.", reason="queue-timeout")
-            # the port callback wakes us at once; otherwise back off up to 2 s
+            if self._port_event.is_set():
+                # the server called back, so the job runs: look again now, not in `delay`
+                self._port_event.clear()
+                continue
             try:
                 await asyncio.wait_for(self._port_event.wait(), delay)
             except TimeoutError:
                 delay = min(delay * 2, 2.0)
+        await self._wait_listening(deadline)
+
+    async def _wait_listening(self, deadline: float) -> None:
+        """Until the server accepts connections, checked every 20-200 ms, so the hub's own
+        first check (with its randomised back-off) finds it up."""
+        loop = asyncio.get_running_loop()
+        host = await self.node_address(self.job.batch_host)
+        delay = 0.02
+        while loop.time() < deadline:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, self.port), 2)
+            except (TimeoutError, OSError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 0.2)
+                continue
+            writer.close()
+            return
+
+    async def _cancel_quietly(self, job_id: str) -> None:
+        """scancel a job we give up on (it may still be queued); a job already gone is fine."""
+        try:
+            await self.slurm.arun(queries.cancel(int(job_id), as_user=self.user.name))
+        except SlurmError as e:
+            self.log.info("%s: job %s not cancelled: %s", self._log_name, job_id, e.stderr)
 
     async def start(self):
         self.port = 0

@@ -134,8 +134,9 @@ def update_services(c, site: Site) -> None:
 
 
 def update_spawner(c, site: Site) -> None:
-    from spawners import walltime  # the hub side: imported only where a hub is configured
+    from spawners import api, walltime  # the hub side: only where a hub is configured
 
+    api.install()  # our strict port callback in place of batchspawner's
     c.JupyterHub.spawner_class = "slurm-gpu"
     # the home page shows each session's walltime and offers to extend it
     c.JupyterHub.template_paths = [str(Path(walltime.__file__).parent / "templates" / "hub")]

@@ -28,32 +28,40 @@ class Snapshot(Generic[T]):
         self.index = index
         self.max_age = max_age
         self._value: T | None = None
-        self._taken = float("-inf")
+        self._started = float("-inf")  # when the query behind _value was started
+        self._not_before = float("-inf")  # readers need a query started after this
         self._lock = asyncio.Lock()
         #: how many Slurm calls this snapshot made (for benchmarks and tests)
         self.calls = 0
 
     @property
     def age(self) -> float:
-        return time.monotonic() - self._taken
+        """Seconds since the query behind the current value was started."""
+        return time.monotonic() - self._started
+
+    def _fresh(self, limit: float) -> bool:
+        return self._started >= self._not_before and self.age <= limit
 
     async def get(self, max_age: float | None = None) -> T:
-        """The value, no older than ``max_age`` seconds (Slurm errors propagate)."""
+        """The value, from a query started no more than ``max_age`` seconds ago and after the
+        last :meth:`invalidate` (Slurm errors propagate)."""
         limit = self.max_age if max_age is None else max_age
-        if self.age <= limit:
+        if self._fresh(limit):
             return self._value
         async with self._lock:
-            if self.age <= limit:  # another caller refreshed it while we waited
+            if self._fresh(limit):  # another caller refreshed it while we waited
                 return self._value
+            started = time.monotonic()
             result = await self.client.arun(self.query())
             self.calls += 1
             self._value = self.index(result)
-            self._taken = time.monotonic()
+            self._started = started
             return self._value
 
     def invalidate(self) -> None:
-        """Make the next reader ask Slurm (after a submit or cancel of ours)."""
-        self._taken = float("-inf")
+        """After a submit or cancel of ours: the next reader gets a query started after now,
+        never one that was already running (it could not know the new job)."""
+        self._not_before = time.monotonic()
 
 
 class JobSnapshot(Snapshot[dict[int, Job]]):
