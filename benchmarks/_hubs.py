@@ -30,9 +30,13 @@ from pathlib import Path
 
 c = get_config()  # noqa: F821
 settings = json.loads((Path(__file__).parent / "hub-settings.json").read_text())
+if settings.pop("_workbench_port_callback", False):
+    # as workbench.hubconfig does: the workbench's strict port callback
+    from spawners import api
+
+    api.install()
 if settings.pop("_batchspawner_port_callback", False):
-    # JupyterHub imports every jupyterhub.spawners entry point at start-up, and importing
-    # the workbench's spawner swaps in its port callback: put batchspawner's own back.
+    # batchspawner's own port callback, whatever else is installed in this environment
     from batchspawner.api import BatchSpawnerAPIHandler
     from jupyterhub import apihandlers
 
@@ -106,6 +110,7 @@ def common_settings(workdir: Path, ports: HubPorts, users: list[str], token: str
 def ours_settings(workdir: Path, env_bin: str, slurm_bindir: str = "") -> dict:
     """SlurmGPUSpawner ("slurm-gpu"), no budget check, audit log in ``workdir``."""
     return {
+        "_workbench_port_callback": True,
         "JupyterHub": {"spawner_class": "slurm-gpu"},
         "SlurmGPUSpawner": {
             "slurm_conf": slurm_conf(), "env_bin": env_bin, "allocations_file": "",
