@@ -50,7 +50,10 @@ def cmd_up(args) -> int:
     cluster = LocalCluster()
     print("Starting the Slurm cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd x"
           f"{len(cluster.shape.nodes)})...", flush=True)
-    cluster.up()
+    cancelled = cluster.up()
+    if cancelled:
+        print(f"Cold start: cancelled {len(cancelled)} job(s) left by the last run "
+              f"({', '.join(map(str, cancelled))}); their processes are gone.")
     people = People.load()
     password = _demo_password(cluster.home)
     created = ensure_unix_users(people, password)

@@ -75,9 +75,8 @@ def test_bob_starts_jupyterlab_on_a_gpu_node_from_the_form(page, hub_url, demo_p
     m = re.search(r"JOB (\d+) GPUS (\S+)", text)
     assert m, text
     job_id, gpus = int(m.group(1)), m.group(2)
-    assert gpus == "0"
-
     job = next(j for j in slurm.run(queries.jobs()) if j.job_id == job_id)
+    assert len(job.gpu_indices) == 1 and gpus == str(job.gpu_indices[0])  # the GPU Slurm gave
     assert job.user == "bob" and job.state.is_running
     assert (job.partition, job.account, job.batch_host) == ("gpu-a100", "research-climate",
                                                             "a100-1")

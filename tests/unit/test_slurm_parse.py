@@ -81,6 +81,12 @@ def test_gres(text, expected):
     assert parse_gres(text) == expected
 
 
+def test_gpu_indices_of_a_job():
+    from workbench.slurm.parse import parse_gres_indices
+    assert parse_gres_indices(["gpu:a100:3(IDX:0,2-3)"]) == (0, 2, 3)
+    assert parse_gres_indices([]) == ()
+
+
 def test_job_id_and_errors():
     assert parse_job_id("42\n") == 42
     assert parse_job_id("43;aifactory\n") == 43

@@ -186,10 +186,22 @@ class LocalCluster:
         if name not in {row[0] for row in clusters}:
             self.slurm.run(queries.sacctmgr_modify("add", "cluster", name))
 
-    def start_slurmctld(self) -> None:
-        if not daemons.read_pid(self.home.pidfile("slurmctld")):
+    def start_slurmctld(self) -> bool:
+        """Start the controller if it is not running; True if it was started now."""
+        started = not daemons.read_pid(self.home.pidfile("slurmctld"))
+        if started:
             subprocess.run(["slurmctld", "-s"], check=True, env=self._env(), cwd=self.home.root)
         daemons.wait_until(self._controller_answers, "slurmctld", 60)
+        return started
+
+    def cancel_leftovers(self) -> list[int]:
+        """After a cold start (controller and nodes were down): cancel the jobs the last run
+        left. Their processes died with it, and a controller killed hard may even bring back
+        jobs cancelled just before (its state is saved periodically)."""
+        jobs = [j.job_id for j in self.slurm.run(queries.jobs()) if j.state.is_active]
+        for job_id in jobs:
+            self.slurm.run(queries.cancel(job_id))
+        return jobs
 
     def _controller_answers(self) -> bool:
         try:
@@ -219,15 +231,20 @@ class LocalCluster:
             return False
         return True
 
-    def up(self, timeout: float = 120) -> None:
+    def up(self, timeout: float = 120) -> list[int]:
+        """Start what is not running; returns the jobs cancelled after a cold start."""
         self._prepare_dirs()
         self.render()
         self.start_munge()
         self.start_mariadb()
         self.start_slurmdbd()
-        self.start_slurmctld()
+        nodes_down = not any(daemons.read_pid(self.home.run / f"slurmd-{n.name}.pid")
+                             for n in self.shape.nodes)
+        cold = self.start_slurmctld() and nodes_down
+        cancelled = self.cancel_leftovers() if cold else []
         self.start_slurmds()
         daemons.wait_until(self.nodes_ready, "all Slurm nodes idle", timeout)
+        return cancelled
 
     def is_up(self) -> bool:
         return all(daemons.read_pid(p) for p in self.pidfiles().values())

@@ -81,6 +81,7 @@ class Job:
     end_time: datetime | None = None
     exit_code: int | None = None
     priority: int = 0
+    gpu_indices: tuple[int, ...] = ()  # the GPUs Slurm gave a running job (CUDA_VISIBLE_DEVICES)
 
 
 @dataclass(frozen=True)

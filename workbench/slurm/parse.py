@@ -79,6 +79,19 @@ def parse_gres(text: str) -> tuple[str, int]:
     return "", 0
 
 
+def parse_gres_indices(details: list[str]) -> tuple[int, ...]:
+    """``["gpu:a100:2(IDX:0,2-3)"]`` (squeue's gres_detail) to (0, 2, 3)."""
+    out: list[int] = []
+    for item in details:
+        m = re.search(r"IDX:([0-9,-]+)", item)
+        if not m:
+            continue
+        for part in m.group(1).split(","):
+            lo, _, hi = part.partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    return tuple(out)
+
+
 def parse_jobs(text: str) -> list[Job]:
     """``squeue --json`` to jobs (22.05 ignores squeue's filters with --json: filter here)."""
     jobs = []
@@ -105,6 +118,7 @@ def parse_jobs(text: str) -> list[Job]:
             end_time=_ts(j.get("end_time")),
             exit_code=exit_code if isinstance(exit_code, int) else None,
             priority=int(j.get("priority") or 0),
+            gpu_indices=parse_gres_indices(j.get("gres_detail") or []),
         ))
     return jobs
 
