@@ -61,7 +61,9 @@ def test_job_script_has_only_validated_values():
 
 
 def test_every_spawner_option_has_help():
-    own = SlurmGPUSpawner.class_own_traits(config=True)
+    from spawners.options import ClusterOptionsMixin
+    own = {**SlurmGPUSpawner.class_own_traits(config=True),
+           **ClusterOptionsMixin.class_own_traits(config=True)}
     assert "slurm_conf" in own and "default_partition" in own
     missing = [name for name, t in own.items() if not (t.help or "").strip()]
     assert missing == []
