@@ -9,6 +9,7 @@ never counted by :class:`CallShim`.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -17,10 +18,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -347,3 +349,26 @@ def code_version() -> str:
     proc = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
                           capture_output=True, text=True, timeout=30, check=False)
     return proc.stdout.strip() or "unknown"
+
+
+def run_benchmark(name: str, args, measure, report) -> int:
+    """The shared ``main``: measure inside an ExitStack (cleanup always runs), then print the
+    report, the wall time and the figures as JSON (to ``args.json`` when given)."""
+    exit_on_signals()
+    started = time.monotonic()
+    try:
+        with ExitStack() as stack:
+            summary = measure(args, stack)
+    except BenchmarkError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    summary["code"] = code_version()
+    summary["wall_s"] = round(time.monotonic() - started, 1)
+    report(summary)
+    print(f"\nwall time {summary['wall_s']} s")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"figures written to {args.json}")
+    else:
+        print(json.dumps(summary))
+    return 0

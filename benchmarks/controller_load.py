@@ -16,7 +16,6 @@ Run as root: /opt/aifactory/venv/bin/python benchmarks/controller_load.py
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import secrets
 import sys
@@ -34,14 +33,13 @@ from _cluster import (
     active_jobs,
     cancel_jobs,
     cleanup_jobs,
-    code_version,
     cpu_seconds,
     ensure_benchmark_users,
-    exit_on_signals,
     jobs_held_pending,
     partition_address,
     require_root,
     root_client,
+    run_benchmark,
     slurmctld_pid,
     wait_until,
 )
@@ -308,24 +306,7 @@ def measure(args, stack: ExitStack) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    exit_on_signals()
-    started = time.monotonic()
-    try:
-        with ExitStack() as stack:
-            summary = measure(args, stack)
-    except BenchmarkError as e:
-        print(f"controller_load: {e}", file=sys.stderr)
-        return 1
-    summary["code"] = code_version()
-    summary["wall_s"] = round(time.monotonic() - started, 1)
-    print_report(summary, args.sizes)
-    print(f"\nwall time {summary['wall_s']} s")
-    if args.json:
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"figures written to {args.json}")
-    else:
-        print(json.dumps(summary))
-    return 0
+    return run_benchmark("controller_load", args, measure, lambda s: print_report(s, args.sizes))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ figures as JSON. Run as root: /opt/aifactory/venv/bin/python benchmarks/spawn_la
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pwd
 import re
@@ -35,9 +34,7 @@ from _cluster import (
     BenchmarkError,
     JobShape,
     cleanup_jobs,
-    code_version,
     ensure_benchmark_users,
-    exit_on_signals,
     free_port,
     job_start_time,
     others_active,
@@ -45,6 +42,7 @@ from _cluster import (
     require_jobs_can_run,
     require_root,
     root_client,
+    run_benchmark,
     wait_idle_gpu,
     wait_no_jobs,
 )
@@ -291,24 +289,7 @@ def measure(args, stack: ExitStack) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    exit_on_signals()
-    started = time.monotonic()
-    try:
-        with ExitStack() as stack:
-            summary = measure(args, stack)
-    except BenchmarkError as e:
-        print(f"spawn_latency: {e}", file=sys.stderr)
-        return 1
-    summary["code"] = code_version()
-    summary["wall_s"] = round(time.monotonic() - started, 1)
-    print_report(summary)
-    print(f"\nwall time {summary['wall_s']} s")
-    if args.json:
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"figures written to {args.json}")
-    else:
-        print(json.dumps(summary))
-    return 0
+    return run_benchmark("spawn_latency", args, measure, print_report)
 
 
 if __name__ == "__main__":
