@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from workbench import daemons
 from workbench.paths import FactoryHome
 from workbench.slurm import Job, SlurmClient, queries
 
@@ -183,16 +184,13 @@ def cancel_jobs(slurm: SlurmClient, users: Iterable[str]) -> list[int]:
     return ids
 
 
-def wait_until(check, what: str, timeout: float, interval: float = 0.5):
-    """Poll ``check()`` until truthy and return its value; BenchmarkError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchmarkError(f"{what}: not reached within {timeout:g} s")
-        time.sleep(interval)
+def wait_until(check, what: str, timeout: float):
+    """The project's backoff wait (``workbench.daemons.wait_until``), failing as a
+    BenchmarkError; returns ``check()``'s value."""
+    try:
+        return daemons.wait_until(check, what, timeout)
+    except TimeoutError as e:
+        raise BenchmarkError(str(e)) from None
 
 
 def wait_no_jobs(slurm: SlurmClient, users: Iterable[str], timeout: float = 60) -> None:
@@ -224,7 +222,7 @@ def idle_gpus(slurm: SlurmClient, partition: str) -> int:
 
 def wait_idle_gpu(slurm: SlurmClient, partition: str, timeout: float = 300) -> int:
     return wait_until(lambda: idle_gpus(slurm, partition), f"an idle GPU in {partition}",
-                      timeout, interval=1.0)
+                      timeout)
 
 
 def job_start_time(job_id: int) -> float | None:
@@ -372,3 +370,4 @@ def run_benchmark(name: str, args, measure, report) -> int:
     else:
         print(json.dumps(summary))
     return 0
+

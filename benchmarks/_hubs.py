@@ -245,7 +245,7 @@ class ThrowawayHub:
                 [f"{self.env_bin}/python", "-m", "jupyterhub", "-f", str(config)],
                 cwd=self.workdir, env=self._env(), stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(self._answers, f"{self.name} hub at {self.url}", timeout, interval=0.2)
+        wait_until(self._answers, f"{self.name} hub at {self.url}", timeout)
         self.proxy_pid = self._read_proxy_pid()
 
     def _answers(self) -> bool:
@@ -320,3 +320,18 @@ def drop_workdir(workdir: Path, keep) -> None:
         print(f"hub logs and state kept in {workdir}", file=sys.stderr)
     else:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def add_common_options(p, keep_logs_what: str) -> None:
+    """Options both benchmarks take: ports, environment, JSON output, logs."""
+    p.add_argument("--port-base", type=int, default=8100,
+                   help="ours on BASE/BASE+1/BASE+81 (public/proxy API/hub), stock on "
+                        "BASE+100/... (default 8100: 8100/8101/8181 and 8200/8201/8281)")
+    p.add_argument("--env-bin", default=env_bin_default(),
+                   help="bin directory of the single-user environment (default: this "
+                        "interpreter's, e.g. /opt/aifactory/venv/bin)")
+    p.add_argument("--json", type=Path, metavar="FILE",
+                   help="write the figures as JSON to FILE instead of printing them last")
+    p.add_argument("--keep-logs", action="store_true",
+                   help=f"keep the hubs' temporary directory ({keep_logs_what}) and print its "
+                        "path")

@@ -46,9 +46,9 @@ from _cluster import (
 from _hubs import (
     HubPorts,
     ThrowawayHub,
+    add_common_options,
     common_settings,
     drop_workdir,
-    env_bin_default,
     merge,
     ours_settings,
     stock_settings,
@@ -73,16 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seconds over which calls are counted per configuration (default 60)")
     p.add_argument("--settle", type=float, default=5,
                    help="seconds between the last job pending and the window (default 5)")
-    p.add_argument("--port-base", type=int, default=8100,
-                   help="ours on BASE/BASE+1/BASE+81 (public/proxy API/hub), stock on "
-                        "BASE+100/... (default 8100)")
-    p.add_argument("--env-bin", default=env_bin_default(),
-                   help="bin directory of the single-user environment (default: this "
-                        "interpreter's, e.g. /opt/aifactory/venv/bin)")
-    p.add_argument("--json", type=Path, metavar="FILE",
-                   help="write the figures as JSON to FILE instead of printing them last")
-    p.add_argument("--keep-logs", action="store_true",
-                   help="keep the hubs' temporary directory (logs, call log) and print its path")
+    add_common_options(p, "logs, call log")
     args = p.parse_args(argv)
     try:
         args.sizes = sorted({int(n) for n in args.sizes.split(",")})

@@ -49,9 +49,9 @@ from _cluster import (
 from _hubs import (
     HubPorts,
     ThrowawayHub,
+    add_common_options,
     common_settings,
     drop_workdir,
-    env_bin_default,
     log_events,
     merge,
     ours_settings,
@@ -87,18 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         f"Creates the Unix user {USER} and its Slurm association in account {ACCOUNT} if "
         "missing. Uses at most one GPU of partition gpu-a100 at a time."))
     p.add_argument("--runs", type=int, default=5, help="runs of each kind (default 5)")
-    p.add_argument("--port-base", type=int, default=8100,
-                   help="ours on BASE/BASE+1/BASE+81 (public/proxy API/hub), stock on "
-                        "BASE+100/... (default 8100: 8100/8101/8181 and 8200/8201/8281)")
     p.add_argument("--timeout", type=float, default=180,
                    help="seconds one spawn may take to be ready (default 180)")
-    p.add_argument("--env-bin", default=env_bin_default(),
-                   help="bin directory of the single-user environment (default: this "
-                        "interpreter's, e.g. /opt/aifactory/venv/bin)")
-    p.add_argument("--json", type=Path, metavar="FILE",
-                   help="write the figures as JSON to FILE instead of printing them last")
-    p.add_argument("--keep-logs", action="store_true",
-                   help="keep the hubs' temporary directory (logs) and print its path")
+    add_common_options(p, "logs")
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error("--runs must be at least 1")

@@ -9,22 +9,27 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    """Wait with exponential backoff (0.1 s doubling to 2 s) until ``check()`` is true.
+
+def wait_until(check: Callable[[], T], what: str, timeout: float = 60.0) -> T:
+    """Wait with exponential backoff (0.1 s doubling to 2 s) until ``check()`` is truthy, and
+    return its value.
 
     Raises TimeoutError naming ``what`` when ``timeout`` seconds pass first.
     """
     deadline = time.monotonic() + timeout
     delay = 0.1
-    while not check():
+    while not (value := check()):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
         time.sleep(delay)
         delay = min(delay * 2, 2.0)
+    return value
 
 
 def read_pid(pidfile: Path) -> int | None:
