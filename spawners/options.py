@@ -19,10 +19,6 @@ from workbench.slurm import SlurmError, queries
 from . import form
 
 
-async def _nothing() -> list:
-    return []
-
-
 async def _apply_user_options(spawner: ClusterOptionsMixin, user_options: dict) -> None:
     await spawner.validate_options(user_options)
 
@@ -71,14 +67,18 @@ class ClusterOptionsMixin(LoggingConfigurable):
                            self._log_name, e)
             return None
 
+    async def budgets(self) -> list:
+        """GPU-hours granted, used and left per project (one sacct); [] without a file."""
+        allocs = self.allocations()
+        return await abudgets(allocs, self.slurm) if allocs else []
+
     async def cluster_view(self) -> ClusterView:
         """Partitions, GPU types, this user's accounts and their GPU-hours, from Slurm now."""
-        allocs = self.allocations()
         nodes, parts, assocs, budgets = await asyncio.gather(
             self.slurm.arun(queries.nodes()),
             self.slurm.arun(queries.partitions()),
             self.slurm.arun(queries.associations(self.user.name)),
-            abudgets(allocs, self.slurm) if allocs else _nothing(),
+            self.budgets(),
         )
         return ClusterView.build(nodes, parts, assocs, self.user.name, budgets)
 

@@ -59,7 +59,7 @@ class WalltimeHandler(APIHandler):
         job, wall = await self._state(spawner)
         if wall is None:
             raise web.HTTPError(400, f"job {job.job_id} is not running ({job.state.value})")
-        budget = (await spawner.cluster_view()).budgets.get(job.account)
+        budget = next((b for b in await spawner.budgets() if b.project == job.account), None)
         try:
             new_limit = plan_extension(job, wall, body["minutes"], budget)
         except InvalidRequest as e:

@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import socket
 import sys
 from dataclasses import asdict
@@ -36,7 +37,6 @@ log = logging.getLogger("workbench")
 
 
 def _demo_password(home: FactoryHome) -> str:
-    import secrets
     return secret_file(home.demo_password_file, lambda: "factory-" + secrets.token_hex(4))
 
 
