@@ -6,11 +6,15 @@ proxy), then, alternating, for ``--runs`` rounds:
 - ``ours``:  POST /hub/api/users/wbbench/server with the SlurmGPUSpawner options of one a100
   GPU on partition gpu-a100 until GET /hub/api/users/wbbench says ready (polled every 0.05 s);
 - ``stock``: the same against batchspawner.SlurmSpawner with the same job shape (req_*);
-- ``floor``: a bare ``python -m jupyter_server`` as wbbench until /api/status answers 200.
+- ``floor``: a bare ``python -m jupyter_server`` as wbbench until /api/status answers 200;
+- ``singleuser``: the jobs' own server, ``jupyterhub-singleuser``, started directly as wbbench
+  with a hub's environment, until it answers HTTP (no Slurm, no spawner: JupyterHub's share).
 
 Each server is stopped through the API and its job must be gone before the next run. Prints
-medians, ours − floor, stock / ours, a breakdown of each spawn from the hub logs, and the
-figures as JSON. Run as root: /opt/aifactory/venv/bin/python benchmarks/spawn_latency.py
+medians, ours − floor, stock / ours, each spawner's own share (start → ready less Slurm's
+dispatch of the job and less jupyterhub-singleuser alone), a breakdown of each spawn from the
+hub logs, and the figures as JSON.
+Run as root: /opt/aifactory/venv/bin/python benchmarks/spawn_latency.py
 """
 
 from __future__ import annotations
@@ -60,7 +64,8 @@ from _hubs import (
 
 USER = "wbbench"
 LABELS = {"ours": "ours  (SlurmGPUSpawner)", "stock": "stock (batchspawner.SlurmSpawner)",
-          "floor": "floor (bare jupyter server)"}
+          "floor": "floor (bare jupyter server)",
+          "singleuser": "jupyterhub-singleuser alone"}
 #: how to follow one spawn: hub log lines that mark its steps, the job id, the job's output
 TRACE = {
     "ours": {"submitted": ": submitted job ", "port": "POST /hub/api/batchspawner",
@@ -73,8 +78,9 @@ TRACE = {
 #: the line of the job's output that says the single-user server listens
 LISTENING = "Jupyter Server "
 #: (name, from event, to event): consecutive steps, their sum is the whole start → ready
+DISPATCH = "→ job started (Slurm)"
 PHASES = [("POST → sbatch returned", "post", "submitted"),
-          ("→ job started (Slurm)", "submitted", "job_started"),
+          (DISPATCH, "submitted", "job_started"),
           ("→ port callback", "job_started", "port"),
           ("→ start() returned", "port", "started"),
           ("→ server listening", "started", "listening"),
@@ -142,31 +148,61 @@ def _server_argv(env_bin: str, port: int, token: str) -> list[str]:
             "--ServerApp.open_browser=False", f"--IdentityProvider.token={token}"]
 
 
+def _singleuser_env(hub: ThrowawayHub, port: int) -> dict:
+    """What the hub gives a job's jupyterhub-singleuser (a token the hub does not know: the
+    server starts and answers, but nobody can log in to it)."""
+    prefix = f"/user/{USER}/"
+    return {"JUPYTERHUB_API_URL": f"http://127.0.0.1:{hub.ports.hub}/hub/api",
+            "JUPYTERHUB_API_TOKEN": secrets.token_hex(16),
+            "JUPYTERHUB_BASE_URL": "/", "JUPYTERHUB_SERVICE_PREFIX": prefix,
+            "JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}{prefix}",
+            "JUPYTERHUB_CLIENT_ID": f"jupyterhub-user-{USER}", "JUPYTERHUB_USER": USER,
+            "JUPYTERHUB_SERVER_NAME": "",
+            "JUPYTERHUB_OAUTH_CALLBACK_URL": f"{prefix}oauth_callback",
+            "JUPYTERHUB_OAUTH_SCOPES": f'["access:servers!user={USER}"]',
+            "JUPYTERHUB_OAUTH_ACCESS_SCOPES": f'["access:servers!user={USER}"]'}
+
+
 def floor_run(env_bin: str, timeout: float, log: Path) -> dict:
     """A bare jupyter server as wbbench in its home, from exec to a 200 on /api/status."""
-    user = pwd.getpwnam(USER)
     port, token = free_port(), secrets.token_hex(16)
+    return _direct_run(_server_argv(env_bin, port, token), env_bin, {},
+                       f"http://127.0.0.1:{port}/api/status", {"Authorization": f"token {token}"},
+                       lambda status: status == 200, timeout, log)
+
+
+def singleuser_run(env_bin: str, hub: ThrowawayHub, timeout: float, log: Path) -> dict:
+    """The jobs' own server, jupyterhub-singleuser, started directly as wbbench (no Slurm, no
+    spawner), from exec to its first HTTP answer (403: it wants a hub login)."""
+    port = free_port()
+    return _direct_run([f"{env_bin}/jupyterhub-singleuser"], env_bin, _singleuser_env(hub, port),
+                       f"http://127.0.0.1:{port}/user/{USER}/api/status", {},
+                       lambda status: True, timeout, log)
+
+
+def _direct_run(argv: list[str], env_bin: str, env_extra: dict, url: str, headers: dict, ok,
+                timeout: float, log: Path) -> dict:
+    """Start ``argv`` as wbbench in its home; seconds from exec until ``url`` answers ``ok``."""
+    user = pwd.getpwnam(USER)
     env = {"HOME": user.pw_dir, "USER": USER, "LOGNAME": USER, "SHELL": user.pw_shell,
-           "PATH": f"{env_bin}:/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8")}
-    url = f"http://127.0.0.1:{port}/api/status"
-    headers = {"Authorization": f"token {token}"}
+           "PATH": f"{env_bin}:/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8"),
+           **env_extra}
     with open(log, "ab") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(_server_argv(env_bin, port, token), user=user.pw_uid,
-                                group=user.pw_gid, extra_groups=[], cwd=user.pw_dir, env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, user=user.pw_uid, group=user.pw_gid, extra_groups=[],
+                                cwd=user.pw_dir, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         while True:
             try:
-                if requests.get(url, headers=headers, timeout=5).status_code == 200:
+                if ok(requests.get(url, headers=headers, timeout=5).status_code):
                     return {"seconds": round(time.perf_counter() - t0, 3)}
             except requests.ConnectionError:
                 pass
             if proc.poll() is not None:
-                raise BenchmarkError(f"jupyter server exited {proc.returncode}; see {log}")
+                raise BenchmarkError(f"{argv[0]} exited {proc.returncode}; see {log}")
             if time.perf_counter() - t0 > timeout:
-                raise BenchmarkError(f"jupyter server not answering within {timeout:g} s")
+                raise BenchmarkError(f"{argv[0]} not answering within {timeout:g} s")
             time.sleep(0.05)
     finally:
         _end(proc)
@@ -185,14 +221,16 @@ def _end(proc: subprocess.Popen) -> None:
 
 def run_rounds(hubs: dict[str, ThrowawayHub], slurm, args, floor_log: Path) -> dict:
     """``args.runs`` rounds; each round runs every kind once, the order rotating per round."""
-    kinds = ["ours", "stock", "floor"]
+    kinds = list(LABELS)
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
     for i in range(args.runs):
-        order = kinds[i % 3:] + kinds[:i % 3]
+        order = kinds[i % len(kinds):] + kinds[:i % len(kinds)]
         for kind in order:
             others = others_active(slurm, [USER])
             if kind == "floor":
                 run = floor_run(args.env_bin, args.timeout, floor_log)
+            elif kind == "singleuser":
+                run = singleuser_run(args.env_bin, hubs["ours"], args.timeout, floor_log)
             else:
                 run = spawn_run(hubs[kind], kind, slurm, args.timeout)
             run["other_jobs"] = others
@@ -222,7 +260,19 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
         "stock_minus_floor_s": round(medians["stock"] - medians["floor"], 3),
         "stock_over_ours": round(medians["stock"] / medians["ours"], 3),
         "phases_median_s": phases,
+        # what is left to the spawner and the hub once JupyterHub's own single-user server
+        # and Slurm's dispatch of the batch job (its scheduler's 1 s loop) are taken out
+        "singleuser_minus_floor_s": round(medians["singleuser"] - medians["floor"], 3),
+        "ours_overhead_s": _overhead(runs["ours"], medians["singleuser"]),
+        "stock_overhead_s": _overhead(runs["stock"], medians["singleuser"]),
     }
+
+
+def _overhead(runs: list[dict], singleuser: float) -> float | None:
+    """Median over runs of (start → ready − Slurm's dispatch) − jupyterhub-singleuser alone."""
+    values = [r["seconds"] - r["phases"][DISPATCH] for r in runs
+              if r["phases"][DISPATCH] is not None]
+    return round(statistics.median(values) - singleuser, 3) if values else None
 
 
 def print_report(summary: dict) -> None:
@@ -238,6 +288,13 @@ def print_report(summary: dict) -> None:
     print(f"\nours  − floor: {summary['ours_minus_floor_s']:+.3f} s")
     print(f"stock − floor: {summary['stock_minus_floor_s']:+.3f} s")
     print(f"stock / ours:  {summary['stock_over_ours']:.2f}")
+    print(f"jupyterhub-singleuser alone − floor: {summary['singleuser_minus_floor_s']:+.3f} s "
+          "(JupyterHub's single-user server, the same in every Slurm spawner)")
+    for kind in ("ours", "stock"):
+        value = summary[f"{kind}_overhead_s"]
+        if value is not None:
+            print(f"{kind:5s} − Slurm's dispatch − jupyterhub-singleuser alone: {value:+.3f} s "
+                  "(the spawner's and the hub's own share)")
     print("\nWhere the time goes (medians from the hub logs, ms resolution), seconds")
     print(f"{'':26s} {'ours':>7s} {'stock':>7s}")
     for name, _, _ in PHASES:

@@ -77,7 +77,7 @@ class ClusterOptionsMixin(LoggingConfigurable):
         nodes, parts, assocs, budgets = await asyncio.gather(
             self.slurm.arun(queries.nodes()),
             self.slurm.arun(queries.partitions()),
-            self.slurm.arun(queries.associations(self.user.name)),
+            self.slurm.arun(queries.user_accounts(self.user.name)),
             self.budgets(),
         )
         return ClusterView.build(nodes, parts, assocs, self.user.name, budgets)

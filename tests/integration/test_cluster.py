@@ -36,6 +36,10 @@ def test_users_belong_to_their_projects(slurm):
     accounts = lambda user: {a.account for a in slurm.run(queries.associations(user))}  # noqa: E731
     assert accounts("alice") == {"startup-helios"}
     assert accounts("bob") == {"research-medai", "research-climate"}
+    # the controller's association cache (what the spawner validates with) agrees with slurmdbd
+    for user in ("alice", "bob", "sam", "nosuchuser"):
+        cached = {(a.account, a.user) for a in slurm.run(queries.user_accounts(user))}
+        assert cached == {(a.account, user) for a in slurm.run(queries.associations(user))}
     rows = slurm.run(queries.sacctmgr_list("account", "Account", "Organization"))
     parents = {r[0]: r[1] for r in rows}
     assert parents["startup-helios"] == "startups"
@@ -67,7 +71,7 @@ def test_a_job_cannot_be_submitted_for_someone_elses_project(slurm):
 
 def test_cluster_view_from_the_live_cluster(slurm):
     view = ClusterView.build(slurm.run(queries.nodes()), slurm.run(queries.partitions()),
-                             slurm.run(queries.associations("bob")), "bob")
+                             slurm.run(queries.user_accounts("bob")), "bob")
     assert view.accounts == ("research-climate", "research-medai")
     assert view.partitions["gpu"].gpus_per_node == 4
     assert view.partitions["gpu"].max_time_min == 720

@@ -10,6 +10,7 @@ import pytest
 from workbench.slurm import JobState
 from workbench.slurm.parse import (
     format_duration,
+    parse_assoc_mgr,
     parse_duration_min,
     parse_gres,
     parse_job_end,
@@ -102,3 +103,12 @@ def test_key_values_and_tres():
 def test_job_end_from_sacct():
     assert parse_job_end("CANCELLED by 1001|0:15\n") == (JobState.CANCELLED, "0:15")
     assert parse_job_end("") is None
+
+
+def test_user_associations_from_the_controllers_cache():
+    text = (FIXTURES / "scontrol-assoc-mgr-22.05.txt").read_text()
+    rows = parse_assoc_mgr(text)
+    # accounts' own rows (UserName empty) are left out; "bob(1002)" is the user bob
+    assert [(a.account, a.user) for a in rows] == [("research-climate", "bob"),
+                                                   ("research-medai", "bob")]
+    assert parse_assoc_mgr("Current Association Manager state\n") == []

@@ -75,8 +75,10 @@ class LocalCluster:
         os.chmod(h.hub, 0o700)
         (h.spool / "slurmctld").mkdir(exist_ok=True)
 
-    def render(self) -> None:
-        """Write slurm.conf, gres.conf, slurmdbd.conf and the MariaDB config from cluster/."""
+    def render(self) -> set[str]:
+        """Write slurm.conf, gres.conf, slurmdbd.conf and the MariaDB config from cluster/;
+        returns the names of the files that changed."""
+        changed = set()
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(data_file("cluster"))),
             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
@@ -97,6 +99,7 @@ class LocalCluster:
             text = env.get_template(template).render(**values)
             if not target.exists() or target.read_text() != text:
                 target.write_text(text)
+                changed.add(target.name)
             os.chmod(target, mode)
         # fake GPUs: character devices like /dev/null, one directory per node
         for node in self.shape.nodes:
@@ -108,6 +111,7 @@ class LocalCluster:
                 dev = d / f"nvidia{i}"
                 if not dev.exists():
                     os.mknod(dev, 0o666 | 0o020000, os.makedev(1, 3))
+        return changed
 
     # -- daemons -----------------------------------------------------------------------
 
@@ -234,13 +238,17 @@ class LocalCluster:
     def up(self, timeout: float = 120) -> list[int]:
         """Start what is not running; returns the jobs cancelled after a cold start."""
         self._prepare_dirs()
-        self.render()
+        changed = self.render()
         self.start_munge()
         self.start_mariadb()
         self.start_slurmdbd()
         nodes_down = not any(daemons.read_pid(self.home.run / f"slurmd-{n.name}.pid")
                              for n in self.shape.nodes)
-        cold = self.start_slurmctld() and nodes_down
+        started = self.start_slurmctld()
+        if not started and changed & {"slurm.conf", "gres.conf"}:
+            # a running controller (and its slurmds) read the new config; jobs keep running
+            self.slurm.run(queries.reconfigure())
+        cold = started and nodes_down
         cancelled = self.cancel_leftovers() if cold else []
         self.start_slurmds()
         daemons.wait_until(self.nodes_ready, "all Slurm nodes idle", timeout)

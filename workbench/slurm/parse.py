@@ -208,6 +208,20 @@ def parse_associations(text: str) -> list[Association]:
     ]
 
 
+def parse_assoc_mgr(text: str) -> list[Association]:
+    """``scontrol -o show assoc_mgr flags=assoc`` (the controller's own association cache) to
+    the *user* associations in it; accounts' own rows have an empty ``UserName``."""
+    out = []
+    for line in text.splitlines():
+        if not line.startswith("ClusterName="):
+            continue
+        kv = parse_key_values(line)
+        user = kv.get("UserName", "").split("(")[0]
+        if user:
+            out.append(Association(account=kv["Account"], user=user))
+    return out
+
+
 def parse_job_id(text: str) -> int:
     """``sbatch --parsable`` output (``123`` or ``123;cluster``) to the job id."""
     last = text.strip().splitlines()[-1] if text.strip() else ""

@@ -27,6 +27,11 @@ def partitions() -> Query[list[Partition]]:
     return Query("scontrol", ("show", "partition", "-o"), parse.parse_partitions)
 
 
+def reconfigure() -> Query[str]:
+    """``scontrol reconfigure``: slurmctld and every slurmd re-read slurm.conf."""
+    return Query("scontrol", ("reconfigure",), str)
+
+
 def ping() -> Query[str]:
     return Query("scontrol", ("ping",), str)
 
@@ -55,6 +60,13 @@ def associations(user: str | None = None) -> Query[list[Association]]:
         args += ["where", f"user={user}"]
     args.append("format=Account,User,ParentName,GrpTRESMins")
     return Query("sacctmgr", tuple(args), parse.parse_associations)
+
+
+def user_accounts(user: str) -> Query[list[Association]]:
+    """The accounts ``user`` may submit to, from slurmctld's association cache (what it
+    enforces, answered without a slurmdbd round trip: ~5 ms against ~170 ms for sacctmgr)."""
+    return Query("scontrol", ("-o", "show", "assoc_mgr", f"users={user}", "flags=assoc"),
+                 parse.parse_assoc_mgr)
 
 
 def sacctmgr_list(entity: str, *fields: str, where: tuple[str, ...] = ()) -> Query[list[list[str]]]:
