@@ -171,6 +171,13 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SlurmSpawner):
     def _default_http_timeout(self):
         return 120
 
+    @default("server_token_scopes")
+    def _default_server_token_scopes(self):
+        # the server role's scopes, plus its own walltime: JupyterLab shows it and asks for
+        # more through the server (extensions/walltime)
+        return ["access:servers!server", "users:activity!user", "read:servers!server",
+                "servers!server"]
+
     # -- state -----------------------------------------------------------------------------
 
     request = None  # the validated ResourceRequest of the current start

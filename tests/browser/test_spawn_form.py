@@ -83,8 +83,8 @@ def test_bob_starts_jupyterlab_on_a_gpu_node_from_the_form(page, hub_url, demo_p
     assert (job.gpu_type, job.gpus) == ("a100", 1)
 
 
-def test_alice_sees_her_walltime_is_warned_and_extends_it(page, hub_url, demo_password, slurm,
-                                                          hub_api, wait_for):
+def test_alice_sees_her_walltime_in_jupyterlab_and_on_the_home_page_and_extends_it(
+        page, hub_url, demo_password, slurm, hub_api, wait_for):
     api = hub_api("alice")
     r = api.post(f"{api.base}/users/alice/server", json={"user_options": {
         "partition": "gpu", "account": "startup-helios", "gpus": 1, "runtime": "00:10:00"}})
@@ -92,19 +92,50 @@ def test_alice_sees_her_walltime_is_warned_and_extends_it(page, hub_url, demo_pa
     wait_for(lambda: (api.get(f"{api.base}/users/alice").json()["servers"].get("") or {}).get(
         "ready"), "alice's server ready")
     [job] = [j for j in slurm.run(queries.jobs()) if j.user == "alice" and j.state.is_running]
+    limit = lambda: next(j for j in slurm.run(queries.jobs())  # noqa: E731
+                         if j.job_id == job.job_id).time_limit_min
 
     page.goto(f"{hub_url}hub/login")
     page.fill("#username_input", "alice")
     page.fill("#password_input", demo_password)
     page.click("#login_submit")
+
+    # JupyterLab: the status bar shows the time left, a warning offers more (10 min < 15 min)
+    page.goto(f"{hub_url}user/alice/lab?reset")
+    item = page.locator("#wb-walltime")
+    expect(item).to_have_text(re.compile(r"^Walltime: \d+ min left$"))
+    expect(item).to_have_class(re.compile(r"\bwb-walltime-warn\b"))
+    warning = page.locator(".Toastify__toast", has_text="Your session ends soon")
+    expect(warning).to_contain_text(f"job {job.job_id}")
+    page.screenshot(path=str(ARTIFACTS / "lab-walltime-warning.png"))
+    warning.get_by_role("button", name="+1 h").click()
+    expect(page.locator(".Toastify__toast", has_text="Extended by 60 minutes")).to_be_visible()
+    expect(warning).to_have_count(0)  # the offer is withdrawn once granted
+    expect(item).to_have_text(re.compile(r"^Walltime: 1 h 0\d min left$"))
+    expect(item).not_to_have_class(re.compile(r"\bwb-walltime-warn\b"))
+    assert limit() == 70
+    # a refusal comes back with the hub's reason (partition gpu: at most 12 h per job)
+    refused = page.evaluate("""async () => {
+        const xsrf = document.cookie.match(/_xsrf=([^;]+)/)[1];
+        const r = await fetch("workbench/walltime".replace(/^/, location.pathname
+                                  .replace(/lab.*$/, "")), {method: "POST",
+            headers: {"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+            body: JSON.stringify({minutes: 1000})});
+        return {status: r.status, body: await r.json()};
+    }""")
+    assert refused["status"] == 400, refused
+    assert "at most 12:00:00 per job" in refused["body"]["message"], refused
+    assert "650 more minutes" in refused["body"]["message"], refused
+    page.screenshot(path=str(ARTIFACTS / "lab-walltime.png"))
+    assert limit() == 70
+
+    # the hub's home page shows the same session and extends it too
     page.goto(f"{hub_url}hub/home")
     left = page.locator("#wb-walltime-left")
     expect(left).to_contain_text(f"left (job {job.job_id}")
-    expect(left).to_contain_text("Your session ends soon")  # 10 min < the 15 min warning
-    page.select_option("#wb-extend-minutes", "60")
-    page.click("#wb-extend")
-    expect(page.locator("#wb-extend-answer")).to_have_text("Extended by 60 minutes.")
     expect(left).not_to_contain_text("ends soon")
+    page.select_option("#wb-extend-minutes", "30")
+    page.click("#wb-extend")
+    expect(page.locator("#wb-extend-answer")).to_have_text("Extended by 30 minutes.")
     page.screenshot(path=str(ARTIFACTS / "home-walltime.png"))
-    extended = next(j for j in slurm.run(queries.jobs()) if j.job_id == job.job_id)
-    assert extended.time_limit_min == 70
+    assert limit() == 100
