@@ -17,7 +17,8 @@ callback route), and replaces what the field notes list as broken:
   "job gone";
 - waiting shows Slurm's reason, the queue position, the estimated start and how to start
   sooner; failures are ``SpawnException`` messages that say what happened and what to do; a
-  session that ends says why on the user's next visit to the spawn page.
+  session that ends says why on the user's next visit to the spawn page
+  (:mod:`spawners.feedback`).
 
 Select it with ``c.JupyterHub.spawner_class = "slurm-gpu"``.
 """
@@ -30,7 +31,6 @@ import os
 import socket
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from batchspawner import JobStatus, SlurmSpawner
@@ -40,11 +40,12 @@ from traitlets import Float, Integer, Unicode, default
 
 from workbench.audit import AuditLog
 from workbench.paths import FactoryHome
-from workbench.queue import END_WORDS, waiting_message
+from workbench.queue import waiting_message
 from workbench.slurm import Job, JobState, SlurmClient, SlurmError, queries
 from workbench.slurm.snapshot import shared_nodes, shared_snapshot
 from workbench.tags import job_tag
 
+from .feedback import SessionFeedbackMixin
 from .jobscript import render_job_script
 from .options import ClusterOptionsMixin
 
@@ -53,7 +54,7 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest() if token else ""
 
 
-class SlurmGPUSpawner(ClusterOptionsMixin, SlurmSpawner):
+class SlurmGPUSpawner(ClusterOptionsMixin, SessionFeedbackMixin, SlurmSpawner):
     """Spawn notebook servers as Slurm jobs on GPU partitions, from a form built from the
     live cluster. See the module docstring for what differs from ``SlurmSpawner``."""
 
@@ -183,7 +184,6 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SlurmSpawner):
     request = None  # the validated ResourceRequest of the current start
     job: Job | None = None  # the job as the last snapshot saw it
     token_sha256 = ""  # the server token's digest: the port callback finds us after a restart
-    last_end: dict | None = None  # how the last session ended, shown on the next visit
     _port_event: asyncio.Event | None = None
     _unknown_since: float | None = None
     _submitted_at = float("-inf")
@@ -348,36 +348,6 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SlurmSpawner):
         if self._port_event is not None:
             self._port_event.set()
 
-    async def end_of(self, job_id: str) -> dict:
-        """How a job ended, from the last snapshot or from accounting."""
-        state, exit_code, reason = "", "", ""
-        if self.job is not None and self.job.job_id == int(job_id):
-            state, reason = self.job.state.value, self.job.reason
-            if self.job.exit_code is not None:
-                exit_code = str(self.job.exit_code)
-        try:
-            end = await self.slurm.arun(queries.job_end(int(job_id)))
-        except SlurmError:
-            end = None
-        if end:
-            state, exit_code = end[0].value, end[1]
-        return {"job_id": int(job_id), "state": state or "GONE", "exit_code": exit_code,
-                "reason": reason, "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "log": self.job_output.format(homedir=self.req_homedir).replace("%j", job_id)}
-
-    def describe_end(self, end: dict) -> str:
-        words = END_WORDS.get(end["state"], "it is gone from the queue")
-        code = f", exit code {end['exit_code']}" if end.get("exit_code") not in ("", None,
-                                                                               "0:0") else ""
-        return (f"Your notebook job {end['job_id']} ended ({end['state']}{code}): {words}. "
-                f"Its output is in {end['log']}.")
-
-    async def record_end(self, job_id: str) -> dict:
-        self.last_end = await self.end_of(job_id)
-        self.log.warning("%s: job %s ended: %s", self._log_name, job_id, self.last_end)
-        self.audit.record(self.user.name, "session.ended", self._log_name, **self.last_end)
-        return self.last_end
-
     async def _wait_ready(self, deadline: float) -> None:
         """Until the job runs and its server listens on the port it reported; SpawnException
         if the job ends first or ``deadline`` (event-loop time) passes, in which case the job
@@ -475,10 +445,7 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SlurmSpawner):
             self._unknown_since = self._unknown_since or now
             if now - self._unknown_since < self.unknown_grace:
                 return None
-            self.last_end = {"job_id": int(self.job_id or 0), "state": "UNKNOWN",
-                             "exit_code": "", "reason": f"Slurm did not answer for "
-                             f"{self.unknown_grace:.0f} s", "log": "",
-                             "at": datetime.now(UTC).isoformat(timespec="seconds")}
+            self.last_end = self.unanswered_end(self.unknown_grace)
             self.clear_state()
             return 1
         self._unknown_since = None
@@ -515,31 +482,3 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SlurmSpawner):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
         self.log.warning("%s: job %s still running after scancel", self._log_name, self.job_id)
-
-    async def _progress_message(self) -> dict:
-        job = self.job
-        if job is None:
-            return {"progress": 10, "message": "Submitting your job to Slurm..."}
-        if job.state.is_pending:
-            try:
-                jobs = (await self.jobs.jobs()).values()
-                nodes = await shared_nodes(self.slurm).get()
-            except SlurmError:
-                return {"progress": 20, "message": f"Job {job.job_id} is waiting; Slurm is "
-                        "not answering right now."}
-            return {"progress": 30, "message": waiting_message(job, jobs, nodes)}
-        if job.state.is_running and not self.port:
-            return {"progress": 70, "message":
-                    f"Job {job.job_id} running on {job.batch_host}; starting JupyterLab..."}
-        return {"progress": 90, "message": "JupyterLab is up; connecting..."}
-
-    async def progress(self):
-        """Real state from the shared snapshots, refreshed every second while starting."""
-        last = None
-        while not (self.job is not None and self.job.state.is_running and self.port):
-            msg = await self._progress_message()
-            if msg != last:
-                yield msg
-                last = msg
-            await asyncio.sleep(1)
-        yield await self._progress_message()

@@ -95,3 +95,20 @@ def test_up_again_changes_nothing_and_is_quick(slurm):
     out = subprocess.run([WORKBENCH, "up"], capture_output=True, text=True, check=True)
     assert "added" not in out.stdout and "Created" not in out.stdout
     assert "The local AI Factory is up" in out.stdout
+
+
+def test_up_puts_back_a_changed_slurm_conf_and_the_controller_reads_it(slurm):
+    conf = LocalCluster().home.slurm_conf
+    original = conf.read_text()
+    config = Query("scontrol", ("show", "config"), str)
+    try:
+        conf.write_text(original.replace("batch_sched_delay=0", "batch_sched_delay=2"))
+        slurm.run(queries.reconfigure())
+        assert "batch_sched_delay=2" in slurm.run(config)
+        subprocess.run([WORKBENCH, "up"], check=True, capture_output=True)
+        assert conf.read_text() == original
+        assert "batch_sched_delay=0" in slurm.run(config)  # no restart needed
+    finally:
+        if conf.read_text() != original:
+            conf.write_text(original)
+            slurm.run(queries.reconfigure())
