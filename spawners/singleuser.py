@@ -5,9 +5,10 @@ free port, starts the server on it and tells the hub the port (``POST
 $JUPYTERHUB_API_URL/batchspawner {"port": N}``, the route of :mod:`spawners.api`).
 
 It replaces ``batchspawner-singleuser``, which imports JupyterHub and requests (~0.6 s on the
-local cluster) and reports the port *before* the server starts importing. Here the report
-runs in a thread, on the standard library only, while the server imports in the main thread:
-the hub learns the port ~0.1 s after the job starts and is waiting when the server listens.
+local cluster) and reports the port *before* the server starts importing, so the hub then
+polls the node until the server listens. Here a thread (standard library only) watches the
+port on the node itself while the server imports and starts in the main thread, and reports
+the port the moment the server accepts connections: the hub's first look finds it up.
 Nothing here may import JupyterHub or the workbench's hub side: it runs first in every job.
 """
 
@@ -27,6 +28,7 @@ from http.client import HTTPConnection, HTTPException, HTTPSConnection
 from urllib.parse import urlsplit, urlunsplit
 
 REPORT_TIMEOUT_S = 120.0  # the hub may be restarting; it re-adopts the job within this
+LISTEN_TIMEOUT_S = 600.0  # after this, report the port anyway and let the hub wait
 
 
 def free_port() -> int:
@@ -34,6 +36,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
         return s.getsockname()[1]
+
+
+def local_address(service_url: str) -> str:
+    """Where to reach the server from its own node: the host it binds, or loopback when it
+    binds every interface."""
+    host = urlsplit(service_url).hostname if service_url else None
+    return host if host and host not in ("0.0.0.0", "::") else "127.0.0.1"
+
+
+def wait_listening(host: str, port: int, timeout_s: float = LISTEN_TIMEOUT_S) -> bool:
+    """Until ``host:port`` accepts a connection (checked every 5-50 ms on the node itself)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+    return False
 
 
 def with_port(url: str, port: int) -> str:
@@ -91,11 +114,13 @@ USAGE = """usage: workbench-singleuser COMMAND [ARGS...]
 
 Run COMMAND (found on PATH, a Python console script such as jupyterhub-singleuser) in this
 process on a free port, and report the port to the hub that submitted this job
-($JUPYTERHUB_API_URL, $JUPYTERHUB_API_TOKEN). If the hub refuses the port, or cannot be
-reached for {timeout:.0f} s, the server is stopped: nobody could reach it."""
+($JUPYTERHUB_API_URL, $JUPYTERHUB_API_TOKEN) as soon as the server listens on it. If the
+hub refuses the port, or cannot be reached for {timeout:.0f} s, the server is stopped: nobody
+could reach it."""
 
 
-def _report_or_stop(api_url: str, token: str, port: int) -> None:
+def _report_when_listening(api_url: str, token: str, host: str, port: int) -> None:
+    wait_listening(host, port)
     if not report_port(api_url, token, port):
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -114,13 +139,13 @@ def main(argv: list[str] | None = None) -> None:
     if command is None:
         sys.exit(f"workbench-singleuser: {argv[0]} not found on PATH")
     port = free_port()
-    if os.environ.get("JUPYTERHUB_SERVICE_URL"):
-        os.environ["JUPYTERHUB_SERVICE_URL"] = with_port(os.environ["JUPYTERHUB_SERVICE_URL"],
-                                                         port)
+    service_url = os.environ.get("JUPYTERHUB_SERVICE_URL", "")
+    if service_url:
+        os.environ["JUPYTERHUB_SERVICE_URL"] = with_port(service_url, port)
     else:
         argv.append(f"--port={port}")
-    threading.Thread(target=_report_or_stop, args=(api_url, token, port), daemon=True,
-                     name="port-report").start()
+    threading.Thread(target=_report_when_listening, daemon=True, name="port-report",
+                     args=(api_url, token, local_address(service_url), port)).start()
     sys.argv = [command, *argv[1:]]
     runpy.run_path(command, run_name="__main__")
 

@@ -11,7 +11,7 @@ callback route), and replaces what the field notes list as broken:
 - the job script comes from ``templates/job.sh.j2`` with validated values only;
 - the job id is written to the hub database the moment ``sbatch`` returns, the port the moment
   the job reports it: a hub restarted (even ``kill -9``) during a spawn carries the spawn on;
-- the job reports its port while its server starts (:mod:`spawners.singleuser`), and the
+- the job reports its port the moment its server listens (:mod:`spawners.singleuser`); the
   port callback accepts a port and nothing else (:mod:`spawners.api`);
 - a transient Slurm error reads as "unknown" for up to ``unknown_grace`` seconds, never as
   "job gone";
@@ -156,7 +156,7 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SessionFeedbackMixin, SlurmSpawner):
 
     @default("batchspawner_singleuser_cmd")
     def _default_singleuser_wrapper(self):
-        # reports the port while the server starts (spawners/singleuser.py); the stock
+        # reports the port once the server listens (spawners/singleuser.py); the stock
         # batchspawner-singleuser works too, ~0.6 s slower
         return str(Path(self.env_bin) / "workbench-singleuser")
 

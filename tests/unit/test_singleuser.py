@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -21,6 +22,7 @@ class FakeHub:
     def __init__(self, answers):
         self.answers = list(answers)
         self.requests = []
+        self.times = []
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -28,6 +30,7 @@ class FakeHub:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hub.requests.append((self.path, self.headers["Authorization"],
                                      json.loads(body)))
+                hub.times.append(time.time())
                 status = hub.answers.pop(0) if len(hub.answers) > 1 else hub.answers[0]
                 self.send_response(status)
                 self.end_headers()
@@ -91,23 +94,41 @@ def test_the_service_url_gets_the_chosen_port():
         "http://10.0.0.5:4242/user/alice/"
 
 
-def test_the_command_runs_in_process_on_the_reported_port(hub_answering, tmp_path):
-    """End to end through the console script: the command sees the port in its service URL,
-    and the hub got the same port."""
+def test_the_port_is_reported_once_the_command_listens_on_it(hub_answering, tmp_path):
+    """End to end through the module's main: the command finds its port in its service URL,
+    and the hub hears of that port only after the command listens on it."""
     hub = hub_answering(201)
-    script = tmp_path / "show-port"
-    script.write_text("#!/usr/bin/env python3\nimport os, sys, time\n"
-                      "time.sleep(0.5)\n"  # the report runs meanwhile
-                      "print(os.environ['JUPYTERHUB_SERVICE_URL'], sys.argv[1:])\n")
+    script = tmp_path / "fake-server"
+    script.write_text(
+        "#!/usr/bin/env python3\nimport os, socket, sys, time, urllib.parse\n"
+        "port = urllib.parse.urlsplit(os.environ['JUPYTERHUB_SERVICE_URL']).port\n"
+        "time.sleep(0.5)\n"  # importing, as a real server does; nothing may be reported yet
+        "s = socket.socket(); s.bind(('127.0.0.1', port)); s.listen()\n"
+        "print(time.time(), port, sys.argv[1:], flush=True)\n"
+        "time.sleep(1.0)\n")  # the report comes meanwhile
     script.chmod(0o755)
     env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}",
            "JUPYTERHUB_API_URL": hub.url, "JUPYTERHUB_API_TOKEN": "tok",
-           "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:0/user/alice/"}
-    out = subprocess.run([sys.executable, "-m", "spawners.singleuser", "show-port", "--debug"],
+           "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:0/user/alice/"}
+    out = subprocess.run([sys.executable, "-m", "spawners.singleuser", "fake-server", "--debug"],
                          env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
+    listened_at, port, args = out.stdout.split(" ", 2)
     [(_, _, body)] = hub.requests
-    assert out.stdout.strip() == f"http://127.0.0.1:{body['port']}/user/alice/ ['--debug']"
+    assert body == {"port": int(port)} and args.strip() == "['--debug']"
+    assert hub.times[0] >= float(listened_at)
+
+
+def test_where_the_server_is_reached_on_its_own_node():
+    assert singleuser.local_address("http://0.0.0.0:8888/user/a/") == "127.0.0.1"
+    assert singleuser.local_address("http://10.1.2.3:8888/user/a/") == "10.1.2.3"
+    assert singleuser.local_address("") == "127.0.0.1"
+    with singleuser.socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        assert not singleuser.wait_listening("127.0.0.1", port, timeout_s=0.2)
+        s.listen()
+        assert singleuser.wait_listening("127.0.0.1", port, timeout_s=5)
 
 
 def test_without_hub_environment_it_says_what_is_missing(tmp_path):
