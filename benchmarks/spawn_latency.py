@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+import random
 import re
 import secrets
 import statistics
@@ -108,6 +109,9 @@ def spawn_run(hub: ThrowawayHub, kind: str, slurm, timeout: float) -> dict:
     """One start → ready through ``hub``'s API; the server is stopped and its job gone after."""
     options = JobShape().user_options() if kind == "ours" else {}
     wait_idle_gpu(slurm, JobShape().partition)
+    # slurmctld starts batch jobs on a 1 s loop; a random phase keeps either spawner from
+    # locking onto a lucky (or unlucky) moment of it, run after run
+    time.sleep(random.uniform(0, 1))
     offset = hub.log_offset()
     post_wall, t0 = time.time(), time.perf_counter()
     try:
