@@ -16,6 +16,7 @@ from tornado import web
 
 from workbench.resources import InvalidRequest
 from workbench.slurm import SlurmError, queries
+from workbench.slurm.snapshot import shared_partitions
 from workbench.walltime import plan_extension, walltime
 
 ROUTE = r"/api/workbench/walltime/(?P<user_name>[^/]+)/?(?P<server_name>[^/]*)"
@@ -31,18 +32,21 @@ class WalltimeHandler(APIHandler):
             raise web.HTTPError(404, f"{user_name}/{server_name} is not running")
         return spawner
 
-    async def _state(self, spawner):
-        jobs = await spawner.jobs.jobs()
+    async def _state(self, spawner, max_age: float | None = None):
+        """The session's job and walltime. JupyterLab and the home page ask every 30 s per
+        session: reads come from the hub's shared snapshots (``max_age``), so Slurm sees no
+        more calls however many sessions there are; an extension reads fresh."""
+        jobs = await spawner.jobs.jobs(max_age)
         job = jobs.get(int(spawner.job_id))
         if job is None:
             raise web.HTTPError(404, f"job {spawner.job_id} is not in the queue")
-        parts = {p.name: p for p in await spawner.slurm.arun(queries.partitions())}
+        parts = await shared_partitions(spawner.slurm).get(max_age)
         return job, walltime(job, parts.get(job.partition))
 
     @needs_scope("read:servers")
     async def get(self, user_name, server_name=""):
         spawner = self._spawner(user_name, server_name)
-        job, wall = await self._state(spawner)
+        job, wall = await self._state(spawner, spawner.poll_snapshot_age)
         if wall is None:
             self.finish(json.dumps({"job_id": job.job_id, "running": False,
                                     "state": job.state.value}))
@@ -56,7 +60,7 @@ class WalltimeHandler(APIHandler):
         body = self.get_json_body() or {}
         if not isinstance(body, dict) or set(body) != {"minutes"}:
             raise web.HTTPError(400, 'the body must be {"minutes": <whole number>}')
-        job, wall = await self._state(spawner)
+        job, wall = await self._state(spawner, 0)
         if wall is None:
             raise web.HTTPError(400, f"job {job.job_id} is not running ({job.state.value})")
         budget = next((b for b in await spawner.budgets() if b.project == job.account), None)
@@ -70,7 +74,7 @@ class WalltimeHandler(APIHandler):
             await spawner.slurm.arun(queries.set_time_limit(job.job_id, new_limit))
         except SlurmError as e:
             raise web.HTTPError(503, f"Slurm refused the extension: {e.stderr}") from e
-        spawner.jobs.invalidate()
+        spawner.jobs.invalidate()  # every reader sees the new limit from now on
         spawner.audit.record(self.current_user.name, "walltime.extended", spawner._log_name,
                              job_id=job.job_id, minutes=body["minutes"], new_limit_min=new_limit)
         self.log.info("%s: job %s time limit now %s min", spawner._log_name, job.job_id,

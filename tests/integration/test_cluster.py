@@ -1,5 +1,6 @@
 """The local Slurm cluster, through the workbench's Slurm layer (real daemons, real jobs)."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from workbench.cluster.local import LocalCluster
 from workbench.resources import ClusterView
 from workbench.slurm import JobState, Query, SlurmError, queries
 from workbench.slurm.parse import parse_job_id
+from workbench.slurm.snapshot import PartitionSnapshot
 
 pytestmark = pytest.mark.slurm
 
@@ -112,3 +114,14 @@ def test_up_puts_back_a_changed_slurm_conf_and_the_controller_reads_it(slurm):
         if conf.read_text() != original:
             conf.write_text(original)
             slurm.run(queries.reconfigure())
+
+
+async def test_many_readers_of_the_partitions_share_one_scontrol(slurm):
+    """What the walltime API does for every session's JupyterLab every 30 s."""
+    snap = PartitionSnapshot(slurm, max_age=60)
+    results = await asyncio.gather(*(snap.get() for _ in range(50)))
+    assert snap.calls == 1
+    assert results[0] == {p.name: p for p in slurm.run(queries.partitions())}
+    assert all(r is results[0] for r in results)
+    await snap.get(0)  # an extension reads fresh
+    assert snap.calls == 2

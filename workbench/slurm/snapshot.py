@@ -1,4 +1,5 @@
-"""One ``squeue`` (and one ``sinfo``) for every reader: shared, briefly cached snapshots.
+"""One ``squeue`` (one ``sinfo``, one ``scontrol show partition``) for every reader: shared,
+briefly cached snapshots.
 
 Spawners, dashboards and widgets in one process ask a :class:`Snapshot` instead of running
 their own command; concurrent callers share one call, and the controller sees at most one
@@ -15,7 +16,7 @@ from typing import Generic, TypeVar
 
 from . import queries
 from .client import Query, SlurmClient
-from .models import Job, Node
+from .models import Job, Node, Partition
 
 T = TypeVar("T")
 
@@ -81,6 +82,14 @@ class NodeSnapshot(Snapshot[list[Node]]):
         super().__init__(client, queries.nodes, list, max_age)
 
 
+class PartitionSnapshot(Snapshot[dict[str, Partition]]):
+    """All partitions by name (limits change rarely: a minute's age is the default)."""
+
+    def __init__(self, client: SlurmClient, max_age: float = 60.0):
+        super().__init__(client, queries.partitions, lambda ps: {p.name: p for p in ps},
+                         max_age)
+
+
 _SHARED: dict[tuple, Snapshot] = {}
 
 
@@ -100,3 +109,8 @@ def shared_snapshot(client: SlurmClient, max_age: float = 1.0) -> JobSnapshot:
 def shared_nodes(client: SlurmClient, max_age: float = 5.0) -> NodeSnapshot:
     """The process-wide node snapshot for ``client``'s cluster."""
     return _shared(NodeSnapshot, client, max_age)
+
+
+def shared_partitions(client: SlurmClient, max_age: float = 60.0) -> PartitionSnapshot:
+    """The process-wide partition snapshot for ``client``'s cluster."""
+    return _shared(PartitionSnapshot, client, max_age)
