@@ -8,6 +8,7 @@ partition's MaxTime and the project's GPU-hours; refused with HTTP 400 and what 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from jupyterhub.apihandlers import APIHandler
@@ -20,6 +21,7 @@ from workbench.slurm.snapshot import shared_partitions
 from workbench.walltime import plan_extension, walltime
 
 ROUTE = r"/api/workbench/walltime/(?P<user_name>[^/]+)/?(?P<server_name>[^/]*)"
+_EXTENDING: dict[str, asyncio.Lock] = {}  # per session (spawner._log_name)
 
 
 class WalltimeHandler(APIHandler):
@@ -60,15 +62,21 @@ class WalltimeHandler(APIHandler):
         body = self.get_json_body() or {}
         if not isinstance(body, dict) or set(body) != {"minutes"}:
             raise web.HTTPError(400, 'the body must be {"minutes": <whole number>}')
+        # one extension of a session at a time: a second one (another tab, a double click)
+        # plans from the limit the first one set, not from the same old one
+        async with _EXTENDING.setdefault(spawner._log_name, asyncio.Lock()):
+            await self._extend(spawner, body["minutes"])
+
+    async def _extend(self, spawner, minutes) -> None:
         job, wall = await self._state(spawner, 0)
         if wall is None:
             raise web.HTTPError(400, f"job {job.job_id} is not running ({job.state.value})")
         budget = next((b for b in await spawner.budgets() if b.project == job.account), None)
         try:
-            new_limit = plan_extension(job, wall, body["minutes"], budget)
+            new_limit = plan_extension(job, wall, minutes, budget)
         except InvalidRequest as e:
             spawner.audit.record(self.current_user.name, "walltime.refused", spawner._log_name,
-                                 job_id=job.job_id, minutes=body["minutes"], message=e.message)
+                                 job_id=job.job_id, minutes=minutes, message=e.message)
             raise web.HTTPError(400, f"Cannot extend: {e.message}".replace("%", "%%")) from None
         try:
             await spawner.slurm.arun(queries.set_time_limit(job.job_id, new_limit))
@@ -76,7 +84,7 @@ class WalltimeHandler(APIHandler):
             raise web.HTTPError(503, f"Slurm refused the extension: {e.stderr}") from e
         spawner.jobs.invalidate()  # every reader sees the new limit from now on
         spawner.audit.record(self.current_user.name, "walltime.extended", spawner._log_name,
-                             job_id=job.job_id, minutes=body["minutes"], new_limit_min=new_limit)
+                             job_id=job.job_id, minutes=minutes, new_limit_min=new_limit)
         self.log.info("%s: job %s time limit now %s min", spawner._log_name, job.job_id,
                       new_limit)
         job, wall = await self._state(spawner)

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,27 @@ def test_the_port_callback_takes_a_port_and_nothing_else(slurm, hub_api, hub_url
     for log in factory_home.log.glob("*.log"):
         assert token not in log.read_text(errors="replace"), log
     assert token not in Path(f"/home/alice/.jupyterhub-slurm-{job.job_id}.log").read_text()
+
+
+def test_two_extensions_at_once_both_count_and_a_bad_one_changes_nothing(slurm, hub_api,
+                                                                         wait_for):
+    """Two tabs (or a double click) asking for 30 more minutes each: 10 + 30 + 30."""
+    api = hub_api("bob")
+    r = api.post(f"{api.base}/users/bob/server", json={"user_options": {
+        "partition": "cpu", "account": "research-climate", "gpus": 0, "cpus": 1,
+        "memory": "1G", "runtime": "00:10:00"}})
+    assert r.status_code in (201, 202), r.text
+    wait_for(lambda: (server(api) or {}).get("ready"), "bob's server ready")
+    url = f"{api.base}/workbench/walltime/bob"
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: api.post(url, json={"minutes": 30}), range(2)))
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert sorted(a.json()["time_limit_min"] for a in answers) == [40, 70]
+    [job] = [j for j in jobs_of(slurm, "bob") if j.state.is_running]
+    assert job.time_limit_min == 70
+    for bad in ({"minutes": "30"}, {"minutes": 0}, {"minutes": 30, "x": 1}, []):
+        r = api.post(url, json=bad)
+        assert r.status_code == 400, (bad, r.text)
+        assert r.json()["message"], bad
+    assert next(j for j in jobs_of(slurm, "bob") if j.job_id == job.job_id).time_limit_min == 70
+    assert api.get(url).json()["time_limit_min"] == 70
