@@ -36,7 +36,7 @@ from pathlib import Path
 from batchspawner import JobStatus, SlurmSpawner
 from jupyterhub.spawner import SpawnException
 from sqlalchemy.orm import object_session
-from traitlets import Float, Integer, Unicode, default
+from traitlets import Callable, Float, Integer, List, Unicode, Union, default
 
 from workbench.audit import AuditLog
 from workbench.paths import FactoryHome
@@ -154,10 +154,15 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SessionFeedbackMixin, SlurmSpawner):
 
     # -- inherited defaults ----------------------------------------------------------------
 
+    batchspawner_singleuser_cmd = Unicode(
+        help="""The launcher the job runs the server with: it picks a port and reports it to
+        the hub. Default: workbench-singleuser in env_bin, which reports the port the moment
+        the server listens (spawners/singleuser.py); batchspawner-singleuser works too, ~0.6 s
+        slower. Example: '/opt/aifactory/venv/bin/workbench-singleuser'.""",
+    ).tag(config=True)
+
     @default("batchspawner_singleuser_cmd")
     def _default_singleuser_wrapper(self):
-        # reports the port once the server listens (spawners/singleuser.py); the stock
-        # batchspawner-singleuser works too, ~0.6 s slower
         return str(Path(self.env_bin) / "workbench-singleuser")
 
     @default("cmd")
@@ -172,10 +177,18 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SessionFeedbackMixin, SlurmSpawner):
     def _default_http_timeout(self):
         return 120
 
+    server_token_scopes = Union(
+        [List(Unicode()), Callable()],
+        help="""Scopes of the server's own token (JUPYTERHUB_API_TOKEN), or a callable given
+        the spawner. Default: the `server` role's (users:activity!user,
+        access:servers!server) plus read:servers!server and servers!server, so that
+        JupyterLab can show and extend the session's walltime (extensions/walltime) and do
+        nothing else to other servers. Example: ['users:activity!user',
+        'access:servers!server'] (JupyterHub's default: no walltime in JupyterLab).""",
+    ).tag(config=True)
+
     @default("server_token_scopes")
     def _default_server_token_scopes(self):
-        # the server role's scopes, plus its own walltime: JupyterLab shows it and asks for
-        # more through the server (extensions/walltime)
         return ["access:servers!server", "users:activity!user", "read:servers!server",
                 "servers!server"]
 
