@@ -258,12 +258,6 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cpu_seconds(pid: int | None) -> float | None:
     """User+system CPU of ``pid`` and its reaped children (None if it is gone)."""
     if not pid:

@@ -40,7 +40,6 @@ from _cluster import (
     JobShape,
     cleanup_jobs,
     ensure_benchmark_users,
-    free_port,
     job_start_time,
     others_active,
     partition_address,
@@ -62,6 +61,8 @@ from _hubs import (
     ours_settings,
     stock_settings,
 )
+
+from spawners.singleuser import free_port
 
 USER = "wbbench"
 LABELS = {"ours": "ours  (SlurmGPUSpawner)", "stock": "stock (batchspawner.SlurmSpawner)",
