@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from jupyter_server.base.handlers import APIHandler
@@ -28,6 +28,7 @@ class HubSession:
     token: str
     user: str
     server: str
+    ssl: dict = field(default_factory=dict)  # client cert, key, CA: the hub's internal_ssl
 
     @classmethod
     def from_env(cls, env=os.environ) -> HubSession | None:
@@ -35,7 +36,12 @@ class HubSession:
             "JUPYTERHUB_API_URL", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_USER"))
         if not (api and token and user):
             return None
-        return cls(api.rstrip("/"), token, user, env.get("JUPYTERHUB_SERVER_NAME", ""))
+        ssl = {}
+        if env.get("JUPYTERHUB_SSL_CERTFILE"):
+            ssl = {"client_cert": env["JUPYTERHUB_SSL_CERTFILE"],
+                   "client_key": env.get("JUPYTERHUB_SSL_KEYFILE"),
+                   "ca_certs": env.get("JUPYTERHUB_SSL_CLIENT_CA")}
+        return cls(api.rstrip("/"), token, user, env.get("JUPYTERHUB_SERVER_NAME", ""), ssl)
 
     @property
     def url(self) -> str:
@@ -43,14 +49,9 @@ class HubSession:
                 f"{quote(self.server, safe='')}")
 
     def request(self, method: str, body: bytes | None = None) -> HTTPRequest:
-        ssl = {}
-        if os.environ.get("JUPYTERHUB_SSL_CERTFILE"):  # the hub's internal_ssl
-            ssl = {"client_cert": os.environ["JUPYTERHUB_SSL_CERTFILE"],
-                   "client_key": os.environ.get("JUPYTERHUB_SSL_KEYFILE"),
-                   "ca_certs": os.environ.get("JUPYTERHUB_SSL_CLIENT_CA")}
         return HTTPRequest(self.url, method=method, body=body, request_timeout=HUB_TIMEOUT_S,
                            headers={"Authorization": f"token {self.token}",
-                                    "Content-Type": "application/json"}, **ssl)
+                                    "Content-Type": "application/json"}, **self.ssl)
 
 
 class WalltimeHandler(APIHandler):
