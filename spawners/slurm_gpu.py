@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import socket
 import sys
@@ -36,7 +37,7 @@ from pathlib import Path
 from batchspawner import JobStatus, SlurmSpawner
 from jupyterhub.spawner import SpawnException
 from sqlalchemy.orm import object_session
-from traitlets import Callable, Float, Integer, List, Unicode, Union, default
+from traitlets import Callable, Dict, Float, Integer, List, Unicode, Union, default
 
 from workbench.audit import AuditLog
 from workbench.paths import FactoryHome
@@ -190,7 +191,18 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SessionFeedbackMixin, SlurmSpawner):
     @default("server_token_scopes")
     def _default_server_token_scopes(self):
         return ["access:servers!server", "users:activity!user", "read:servers!server",
-                "servers!server"]
+                "servers!server",
+                *(f"access:services!service={name}" for name in self.user_services)]
+
+    user_services = Dict(
+        value_trait=Unicode(),
+        help="""Hub services a session may call with its own token, by name: the URL a
+        compute node reaches each at, prefix included. Sessions get it as the JSON
+        environment variable AIFACTORY_SERVICES (the `aifactory` module reads it), and the
+        default server_token_scopes grant access:services!service=NAME for each (within what
+        the user's roles allow). Example: {"catalogue":
+        "http://10.0.0.5:8091/services/catalogue/"}. Default: none.""",
+    ).tag(config=True)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -223,6 +235,8 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SessionFeedbackMixin, SlurmSpawner):
         env = super().get_env()
         if self.slurm_conf:
             env["SLURM_CONF"] = self.slurm_conf
+        if self.user_services:
+            env["AIFACTORY_SERVICES"] = json.dumps(self.user_services)
         return env
 
     def get_state(self):

@@ -2,7 +2,10 @@
 
     workbench up                 start (or complete) cluster, accounts, hub; print URL and logins
     workbench down               stop every daemon `up` started (jobs are cancelled first)
-    workbench status [--json]    hub URL, slurm.conf, demo password, nodes and their state
+    workbench restart [SERVICE...]
+                                 restart the hub and its services (or only the named
+                                 services); sessions and the proxy keep running
+    workbench status [--json]    hub URL, slurm.conf, demo password, services, nodes
     workbench allocations apply [FILE] [--dry-run]
                                  make Slurm match the allocations file, print the changes
     workbench allocations show [FILE] [--json]
@@ -109,6 +112,7 @@ def status(port: int = 8000) -> dict:
         "demo_users": People.load().names,
         "daemons": {name: bool(daemons.read_pid(pidfile))
                     for name, pidfile in {**cluster.pidfiles(), **hub.pidfiles()}.items()},
+        "services": hub.service_status(),
         "nodes": [],
         "partitions": [],
     }
@@ -133,11 +137,37 @@ def cmd_status(args) -> int:
     print(f"slurm.conf: {st['slurm_conf']}")
     if os.geteuid() == 0:
         print(f"Demo users: {', '.join(st['demo_users'])} (password {st['demo_password']})")
+    for svc in st["services"]:
+        where = f" at {svc['url']}" if svc["url"] else ""
+        answers = "" if "answers" not in svc else (" (answers)" if svc["answers"]
+                                                    else " (does not answer)")
+        print(f"  service {svc['name']:20} {'running' if svc['running'] else 'stopped':8}"
+              f"{where}{answers}")
     for n in st["nodes"]:
         gpus = f"{n['gpus_used']}/{n['gpus']} {n['gpu_type']} GPUs used" if n["gpus"] else "no GPU"
         print(f"  {n['name']:8} {n['state']:10} {','.join(n['partitions']):10} {gpus}")
     if "slurm_error" in st:
         print(f"Slurm: {st['slurm_error']}")
+    return 0
+
+
+def cmd_restart(args) -> int:
+    _require_root()
+    hub = LocalHub(public_port=args.port)
+    if args.services:
+        known = {s.name: s for s in hub.site.services()}
+        unknown = [n for n in args.services if n not in known]
+        if unknown:
+            print(f"workbench: no such service: {', '.join(unknown)} (services: "
+                  f"{', '.join(known)})", file=sys.stderr)
+            return 2
+        for name in args.services:
+            daemons.stop(name, hub.home.pidfile(name))
+        started = hub.start_services()
+        print(f"Restarted: {', '.join(started)}")
+        return 0
+    hub.restart()
+    print(f"Restarted the hub and its services; sessions kept running. {hub.url}")
     return 0
 
 
@@ -235,6 +265,11 @@ def parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="cancel jobs and stop every daemon `up` started").set_defaults(
         func=cmd_down)
+    rs = sub.add_parser("restart", help="restart the hub and its services (new code and "
+                        "config take effect; the proxy and the sessions keep running)")
+    rs.add_argument("services", nargs="*", metavar="SERVICE",
+                    help="restart only these hub services, not the hub")
+    rs.set_defaults(func=cmd_restart)
     st = sub.add_parser("status", help="hub URL, slurm.conf, demo password, nodes")
     st.add_argument("--json", action="store_true", help="one JSON object")
     st.set_defaults(func=cmd_status)

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import daemons
+from . import daemons, services
 from .hubconfig import Site
 from .paths import data_file
 
@@ -90,19 +90,39 @@ class LocalHub:
         path.write_text(json.dumps(settings, indent=2) + "\n")
         return path
 
-    def start_services(self) -> None:
-        """The reconciler and the idle culler, each a daemon with its own pid file."""
-        for name, argv in self.site.service_commands().items():
-            pidfile = self.home.pidfile(name)
+    def start_services(self) -> list[str]:
+        """Start every hub service (:mod:`workbench.services`) that is not running, each a
+        daemon with its own pid file and log; returns the names started."""
+        started = []
+        base = self._env()
+        base.pop("CONFIGPROXY_AUTH_TOKEN")
+        for service in self.site.services():
+            pidfile = self.home.pidfile(service.name)
             if daemons.read_pid(pidfile):
                 continue
-            env = {**self._env(), "JUPYTERHUB_API_URL": self.site.hub_api_url,
-                   "JUPYTERHUB_API_TOKEN": self.site.service_token(name)}
-            env.pop("CONFIGPROXY_AUTH_TOKEN")
-            daemons.spawn(argv, self.home.logfile(name), pidfile, env=env)
+            daemons.spawn(list(service.argv), self.home.logfile(service.name), pidfile,
+                          env=services.process_env(service, self.site, base))
+            started.append(service.name)
+        return started
+
+    def stop_services(self) -> list[str]:
+        return [s.name for s in self.site.services()
+                if daemons.stop(s.name, self.home.pidfile(s.name))]
+
+    def service_status(self) -> list[dict]:
+        """Each service: name, running (pid alive), url, and whether it answers there."""
+        out = []
+        for s in self.site.services():
+            url = s.url(self.site.hub_ip)
+            row = {"name": s.name, "running": bool(daemons.read_pid(self.home.pidfile(s.name))),
+                   "url": url and url + s.prefix, "log": str(self.home.logfile(s.name))}
+            if url:
+                row["answers"] = _answers(url + s.prefix)
+            out.append(row)
+        return out
 
     def pidfiles(self) -> dict[str, Path]:
-        names = ["proxy", "jupyterhub-daemon", *self.site.service_commands()]
+        names = ["proxy", "jupyterhub-daemon", *(s.name for s in self.site.services())]
         return {name: self.home.pidfile(name) for name in names}
 
     def up(self) -> None:
@@ -115,9 +135,15 @@ class LocalHub:
         return bool(daemons.read_pid(self.home.pidfile("jupyterhub-daemon"))) and _answers(
             self.url + "hub/api/")
 
+    def restart(self) -> None:
+        """Stop the hub and its services and start them again: new code and config take
+        effect; the proxy, the sessions and their jobs keep running."""
+        self.stop_services()
+        daemons.stop("jupyterhub", self.home.pidfile("jupyterhub-daemon"))
+        self.up()
+
     def down(self) -> list[str]:
-        stopped = [name for name in self.site.service_commands()
-                   if daemons.stop(name, self.home.pidfile(name))]
+        stopped = self.stop_services()
         if daemons.stop("jupyterhub", self.home.pidfile("jupyterhub-daemon")):
             stopped.append("jupyterhub")
         if daemons.stop("configurable-http-proxy", self.home.pidfile("proxy")):

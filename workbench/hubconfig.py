@@ -8,10 +8,10 @@ the same config serves a site that points it at its own Slurm cluster.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import services
 from .cluster.local import secret_file
 from .paths import FactoryHome
 from .people import People
@@ -69,15 +69,10 @@ class Site:
     def service_token(self, name: str) -> str:
         return secret_file(self.home.secrets / f"service-{name}-token")
 
-    def service_commands(self) -> dict[str, list[str]]:
-        """The hub services and their command lines (tokens go in the environment)."""
-        return {
-            "workbench-reconciler": [sys.executable, "-m", "workbench.cli", "-v", "reconcile",
-                                     "--interval", str(self.reconcile_interval)],
-            "idle-culler": [sys.executable, "-m", "jupyterhub_idle_culler",
-                            f"--url={self.hub_api_url}", f"--timeout={self.cull_timeout}",
-                            f"--cull-every={self.cull_every}"],
-        }
+    def services(self):
+        """The hub services (:mod:`workbench.services`): reconciler, idle culler, and the
+        catalogue, help and dashboard services."""
+        return services.registry(self)
 
 
 def update_hub(c, site: Site) -> None:
@@ -115,22 +110,11 @@ def update_auth(c, site: Site) -> None:
     ]
 
 
-#: scopes of the hub services
-RECONCILER_SCOPES = ["list:users", "read:users", "read:servers", "admin:server_state"]
-CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
-
-
 def update_services(c, site: Site) -> None:
-    """The reconciler (cancels orphan jobs) and jupyterhub-idle-culler (culling a server
-    cancels its job), with only the scopes they need. They run apart from the hub (``workbench
-    up`` starts them, like the proxy), so a hub restart neither stops nor orphans them."""
-    c.JupyterHub.services = [{"name": name, "api_token": site.service_token(name)}
-                             for name in site.service_commands()]
-    c.JupyterHub.load_roles = list(c.JupyterHub.load_roles or []) + [
-        {"name": "workbench-reconciler", "scopes": RECONCILER_SCOPES,
-         "services": ["workbench-reconciler"]},
-        {"name": "idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]},
-    ]
+    """The hub services (:mod:`workbench.services`), each with only the scopes it needs and
+    access decided by role. They run apart from the hub (``workbench up`` starts them, like
+    the proxy), so a hub restart neither stops nor orphans them."""
+    services.hub_config(c, site)
 
 
 def update_spawner(c, site: Site) -> None:
@@ -143,6 +127,8 @@ def update_spawner(c, site: Site) -> None:
     c.JupyterHub.extra_handlers = [(walltime.ROUTE, walltime.WalltimeHandler)]
     c.SlurmGPUSpawner.slurm_conf = site.slurm_conf
     c.SlurmGPUSpawner.audit_db = str(site.home.audit_db)
+    # sessions call the user-facing services (catalogue, help) with their own token
+    c.SlurmGPUSpawner.user_services = services.user_service_urls(site)
     c.Spawner.env_keep = ["LANG", "LC_ALL"]
     c.Spawner.start_timeout = 300
     # a job that dies is noticed within one poll (all polls share one squeue per 10 s)

@@ -1,0 +1,158 @@
+"""The recipe every web hub service of the workbench follows (catalogue, help, ...).
+
+A service is a Tornado app behind the hub's proxy at ``/services/NAME/``. Who may use it is
+the hub's decision: ``HubOAuth`` accepts a request only when the caller's token (API header,
+or the OAuth cookie of a browser) carries ``access:services!service=NAME``, which the hub
+grants by role (:mod:`workbench.services`). No code here decides who gets in.
+
+Write handlers as subclasses of :class:`APIHandler` (JSON in and out) or :class:`PageHandler`
+(HTML, redirects a browser through the hub's login), list them with paths relative to the
+service prefix, and call :func:`serve`::
+
+    serve([(r"api/things", ThingsHandler)], settings={"store": store})
+
+``workbench up`` starts the process with the environment :func:`workbench.services.process_env`
+gives it (hub API URL, the service's token, OAuth client and prefix).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import urllib.parse
+from typing import Any
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.utils import url_path_join
+from tornado import web
+
+log = logging.getLogger(__name__)
+
+#: the largest request body a service reads, in bytes
+MAX_BODY = 64 * 1024
+
+
+class ServiceError(web.HTTPError):
+    """A refusal with a message for the caller: ``raise ServiceError(404, "no dataset x")``."""
+
+    def __init__(self, status: int, message: str, **extra: Any):
+        super().__init__(status, message)
+        self.message = message
+        self.extra = extra
+
+
+class APIHandler(HubOAuthenticated, web.RequestHandler):
+    """A JSON endpoint. Every method needs a hub user with access to the service: without
+    credentials 401, with a token or cookie lacking the access scope 403, each as
+    ``{"message": ...}``. Errors are JSON too, never a traceback."""
+
+    def check_xsrf_cookie(self):
+        # token-authenticated API calls carry no xsrf cookie; browsers send the hub's
+        if self.request.headers.get("Authorization", "").startswith(("token ", "Bearer ")):
+            return None
+        return super().check_xsrf_cookie()
+
+    async def prepare(self):
+        if self.current_user is None:
+            has_credentials = bool(self.request.headers.get("Authorization") or
+                                   self.get_cookie(self.hub_auth.cookie_name))
+            if has_credentials:
+                raise ServiceError(403, f"you may not use the {self.service_name} service "
+                                   f"(your token lacks {self.hub_auth.access_scopes})")
+            raise ServiceError(401, "log in to the hub, or send a hub token "
+                               "(Authorization: token ...)")
+
+    @property
+    def service_name(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_NAME", "this")
+
+    @property
+    def user(self) -> str:
+        """The caller's hub user name."""
+        return self.current_user["name"]
+
+    @property
+    def user_groups(self) -> set[str]:
+        return set(self.current_user.get("groups") or ())
+
+    @property
+    def is_admin(self) -> bool:
+        return bool(self.current_user.get("admin"))
+
+    def json_body(self) -> Any:
+        """The request body as JSON; 413 when over ``MAX_BODY``, 400 when not JSON."""
+        if len(self.request.body) > MAX_BODY:
+            raise ServiceError(413, f"request body over {MAX_BODY // 1024} KiB")
+        if not self.request.body:
+            return {}
+        try:
+            return json.loads(self.request.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ServiceError(400, f"the body is not JSON: {e}") from e
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(data, default=str))
+
+    def write_error(self, status_code: int, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ServiceError):
+            body = {"message": exc.message, **exc.extra}
+        elif isinstance(exc, web.HTTPError) and exc.log_message:
+            body = {"message": exc.log_message % exc.args if exc.args else exc.log_message}
+        else:
+            body = {"message": self._reason}
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+
+class PageHandler(HubOAuthenticated, web.RequestHandler):
+    """An HTML page: a browser without a hub login is sent through the hub's OAuth; a user
+    the hub did not grant access gets 403."""
+
+
+def make_app(handlers: list[tuple], settings: dict | None = None,
+             prefix: str | None = None) -> web.Application:
+    """The Tornado app: ``handlers`` (paths relative to the service prefix) plus the OAuth
+    callback, with the hub's OAuth settings from the environment."""
+    prefix = prefix or os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    routes = [(url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)]
+    routes += [(url_path_join(prefix, path), *rest) for path, *rest in handlers]
+    hub_auth = HubOAuth(cache_max_age=5)
+    return web.Application(
+        routes,
+        hub_auth=hub_auth,
+        cookie_secret=os.urandom(32),
+        xsrf_cookies=False,
+        **(settings or {}),
+    )
+
+
+def listen_address() -> tuple[str, int]:
+    """Host and port from ``JUPYTERHUB_SERVICE_URL`` (set by ``workbench up``)."""
+    url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
+    return url.hostname or "127.0.0.1", url.port or 80
+
+
+async def _serve(app: web.Application) -> None:
+    host, port = listen_address()
+    server = app.listen(port, address=host, max_body_size=MAX_BODY * 16)
+    log.info("%s listening on %s:%s", os.environ.get("JUPYTERHUB_SERVICE_NAME"), host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.stop()
+
+
+def serve(handlers: list[tuple], settings: dict | None = None) -> None:
+    """Run the service until SIGTERM: ``handlers`` as in :func:`make_app`."""
+    logging.basicConfig(level=logging.INFO,
+                        format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
+    asyncio.run(_serve(make_app(handlers, settings)))

@@ -1,0 +1,146 @@
+"""The hub services of the workbench: one registry, one recipe.
+
+Every service runs beside the hub, like the proxy: ``workbench up`` starts it as a daemon
+with its own pid file and ``log/NAME.log``, ``workbench status`` lists it, and a hub restart
+neither stops it nor orphans it. Each one has
+
+- its own API token, from a root-only file under ``secrets/`` (never in argv);
+- a role with only the scopes it needs (``scopes``);
+- if it serves pages or an API (``port``), a URL the hub's proxy routes
+  ``/services/NAME/`` to, and OAuth through the hub: who may use it is decided by the hub,
+  which grants ``access:services!service=NAME`` by role to ``access`` (``"users"`` for every
+  user, or hub group names); admins always may. The service itself only checks that scope
+  (``HubOAuthenticated``), so nothing in its code decides who gets in.
+
+A new service is one :class:`HubService` entry in :func:`registry`; nothing else is copied.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+
+#: the ``access`` value that lets every hub user use a service
+EVERY_USER = "users"
+
+
+@dataclass(frozen=True)
+class HubService:
+    """One hub service.
+
+    ``argv`` is its command line (tokens and URLs reach it in the environment);
+    ``port``: where it listens on the hub's address (None: an API client only, no URL);
+    ``scopes``: its own token's scopes; ``access``: who may use it (``EVERY_USER`` or group
+    names); ``display``: linked from the hub's home page (to those with access);
+    ``environment``: extra environment variables.
+    """
+
+    name: str
+    argv: tuple[str, ...]
+    description: str
+    scopes: tuple[str, ...] = ()
+    port: int | None = None
+    access: tuple[str, ...] = ()
+    display: bool = False
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        return f"/services/{self.name}/"
+
+    @property
+    def access_scope(self) -> str:
+        return f"access:services!service={self.name}"
+
+    def url(self, host: str) -> str | None:
+        """Where the service listens (the proxy's target), e.g. ``http://10.0.0.5:8091``."""
+        return f"http://{host}:{self.port}" if self.port else None
+
+
+def registry(site) -> list[HubService]:
+    """Every hub service of the workbench, for ``site`` (a :class:`~workbench.hubconfig.Site`)."""
+    py = sys.executable
+    return [
+        HubService(
+            "workbench-reconciler",
+            (py, "-m", "workbench.cli", "-v", "reconcile", "--interval",
+             str(site.reconcile_interval)),
+            "Cancels jobs tagged for this hub that no server owns",
+            scopes=("list:users", "read:users", "read:servers", "admin:server_state")),
+        HubService(
+            "idle-culler",
+            (py, "-m", "jupyterhub_idle_culler", f"--url={site.hub_api_url}",
+             f"--timeout={site.cull_timeout}", f"--cull-every={site.cull_every}"),
+            "Stops servers idle for longer than the cull timeout (their jobs are cancelled)",
+            scopes=("list:users", "read:users:activity", "read:servers", "delete:servers")),
+    ]
+
+
+def hub_config(c, site) -> None:
+    """The services, their roles and who may access them, in the hub's ``Config``."""
+    services = registry(site)
+    c.JupyterHub.services = [_service_entry(s, site) for s in services]
+    roles = list(c.JupyterHub.load_roles or [])
+    for s in services:
+        if s.scopes:
+            roles.append({"name": s.name, "description": f"The {s.name} service's own token",
+                          "scopes": list(s.scopes), "services": [s.name]})
+    everyone = [s.access_scope for s in services if s.port and EVERY_USER in s.access]
+    if everyone:
+        user_role = next((r for r in roles if r["name"] == "user"), None)
+        if user_role is None:
+            user_role = {"name": "user", "description": "Standard user privileges",
+                         "scopes": ["self"]}
+            roles.append(user_role)
+        user_role["scopes"] = [*user_role["scopes"], *everyone]
+    for s in services:
+        groups = [g for g in s.access if g != EVERY_USER]
+        if s.port and groups:
+            roles.append({"name": f"access-{s.name}",
+                          "description": f"May use the {s.name} service",
+                          "scopes": [s.access_scope], "groups": groups})
+    c.JupyterHub.load_roles = roles
+
+
+def _service_entry(s: HubService, site) -> dict:
+    entry = {"name": s.name, "api_token": site.service_token(s.name),
+             "display": s.display, "info": {"description": s.description}}
+    if s.port:
+        # the proxy routes /services/NAME/ here; OAuth without a confirmation page
+        entry.update(url=s.url(site.hub_ip), oauth_no_confirm=True)
+    return entry
+
+
+def user_service_urls(site) -> dict[str, str]:
+    """Services every user may call from a session, by name: the URL (prefix included) a
+    compute node reaches them at, e.g. ``{"catalogue": "http://10.0.0.5:8091/services/
+    catalogue/"}``. The spawner hands it to sessions as ``AIFACTORY_SERVICES`` (JSON)."""
+    return {s.name: s.url(site.hub_ip) + s.prefix for s in registry(site)
+            if s.port and EVERY_USER in s.access}
+
+
+def user_service_scopes(site) -> list[str]:
+    """The access scopes a session's own token needs to call the user services."""
+    return [s.access_scope for s in registry(site) if s.port and EVERY_USER in s.access]
+
+
+def process_env(s: HubService, site, base_env: dict[str, str]) -> dict[str, str]:
+    """The environment a service runs with: the hub's API, its token, and for a service
+    with a URL what ``HubOAuth`` needs (client id, prefix, callback, access scope)."""
+    env = {**base_env, **s.environment,
+           "JUPYTERHUB_SERVICE_NAME": s.name,
+           "JUPYTERHUB_API_URL": site.hub_api_url,
+           "JUPYTERHUB_API_TOKEN": site.service_token(s.name),
+           "JUPYTERHUB_BASE_URL": "/"}
+    if s.port:
+        env.update(
+            JUPYTERHUB_SERVICE_URL=s.url(site.hub_ip),
+            JUPYTERHUB_SERVICE_PREFIX=s.prefix,
+            JUPYTERHUB_CLIENT_ID=f"service-{s.name}",
+            JUPYTERHUB_OAUTH_CALLBACK_URL=f"{s.prefix}oauth_callback",
+            JUPYTERHUB_OAUTH_ACCESS_SCOPES=json.dumps([s.access_scope]),
+            JUPYTERHUB_OAUTH_SCOPES=json.dumps([s.access_scope]),
+            JUPYTERHUB_HOST="",
+        )
+    return env
