@@ -86,3 +86,15 @@ def test_sessions_reach_user_services_at_the_hub_address_with_their_token(tmp_pa
             assert urls[svc.name] == f"http://10.0.0.5:{svc.port}/services/{svc.name}/"
         else:
             assert svc.name not in urls
+
+
+def test_a_session_token_may_call_the_user_services_and_nothing_more():
+    from spawners.slurm_gpu import SlurmGPUSpawner
+
+    urls = {"catalogue": "http://10.0.0.5:8091/services/catalogue/"}
+    scopes = SlurmGPUSpawner(user_services=urls).server_token_scopes
+    assert "access:services!service=catalogue" in scopes
+    assert not [s for s in scopes if s.startswith("access:services") and "catalogue" not in s]
+    assert "access:servers!server" in scopes and "access:servers" not in scopes
+    assert SlurmGPUSpawner().server_token_scopes == [
+        "access:servers!server", "users:activity!user", "read:servers!server", "servers!server"]
