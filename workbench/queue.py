@@ -1,6 +1,7 @@
 """What a waiting job's owner wants to know: why it waits, where it stands, when it may start,
-and how it could start sooner. Pure functions over Slurm snapshots, shared by the spawn page
-and (later) the support dashboard."""
+and how it could start sooner. Pure functions over Slurm snapshots (and the allocations file,
+for jobs held back so that another programme's reserved GPUs stay free), shared by the spawn
+page and (later) the support dashboard."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .allocations import Allocations, gpu_totals, plan_guards
+from .allocations.loader import current as current_allocations
 from .slurm.models import Job, Node
 
 #: Slurm's pending reasons in plain words
@@ -18,7 +21,9 @@ PENDING_REASONS = {
     "QOSMaxGRESPerUser": "your quality of service allows no more GPUs at once",
     "AssocGrpGRESMinutes": "your project has used up its GPU-hour grant",
     "AssocGrpGRES": "your project has as many GPUs as it may use at once",
-    "QOSGrpGRES": "your programme's share of these GPUs is in use (the rest is reserved)",
+    "QOSGrpGRES": "your quality of service has as many of these GPUs as it may use at once",
+    "AssocGrpBilling": "your programme holds as many GPUs of the reserved type as it may at "
+                       "once; the rest are kept free for the programmes that reserved them",
     "ReqNodeNotAvail": "the nodes you need are unavailable (down, drained or reserved)",
     "PartitionTimeLimit": "the walltime is over the partition's limit",
     "Dependency": "waiting for another job to finish",
@@ -71,13 +76,72 @@ class Advice:
     text: str
 
 
-def start_sooner(job: Job, nodes: Iterable[Node], cpus: int = 1) -> list[Advice]:
-    """Ways to start now: another partition or GPU type with idle GPUs, or fewer GPUs."""
+@dataclass(frozen=True)
+class ReservedWait:
+    """A job held back so that other programmes' reserved GPUs stay free."""
+
+    programme: str
+    sharing: tuple[str, ...]      # the programmes under the same limit (its own included)
+    limit: int                    # GPUs of ``gpu_type`` they may hold at once
+    held: int                     # ... and hold now
+    gpu_type: str
+    kept_free_for: tuple[str, ...]
+    reserved: int                 # GPUs reserved for those programmes together
+
+    @property
+    def headroom(self) -> int:
+        return max(self.limit - self.held, 0)
+
+    def words(self) -> str:
+        others = [p for p in self.sharing if p != self.programme]
+        who = (f"your programme ({self.programme})" if not others else
+               f"your programme ({self.programme}) and {', '.join(others)} together")
+        return (f"{who} may hold at most {self.limit} {self.gpu_type} GPUs at once and hold "
+                f"{self.held} now, so that the {self.reserved} reserved for "
+                f"{' and '.join(self.kept_free_for)} stay free for them")
+
+
+def _gpus_of_type(job: Job, gpu_type: str, nodes: list[Node]) -> int:
+    if job.gpu_type:
+        return job.gpus if job.gpu_type == gpu_type else 0
+    typed = {n.gpu_type for n in nodes if job.partition in n.partitions}
+    return job.gpus if typed == {gpu_type} else 0
+
+
+def reserved_wait(job: Job, jobs: Iterable[Job], nodes: Iterable[Node],
+                  allocs: Allocations | None) -> ReservedWait | None:
+    """Why ``job`` waits behind another programme's reservation, if it does (Slurm's reason
+    ``AssocGrpBilling`` from a guard limit of :mod:`workbench.allocations.guards`)."""
+    if allocs is None or job.reason != "AssocGrpBilling":
+        return None
+    prog = allocs.programme_of(job.account)
+    nodes = list(nodes)
+    if prog is None or not nodes:
+        return None
+    guards = plan_guards(allocs, gpu_totals(nodes))
+    limit = guards.limit_of(prog.name)
+    if limit is None:
+        return None
+    _, gpus, sharing = limit
+    held = sum(_gpus_of_type(j, guards.gpu_type, nodes) for j in jobs
+               if j.state.is_running and (p := allocs.programme_of(j.account)) is not None
+               and p.name in sharing)
+    free_for = guards.kept_free_for.get(prog.name, ())
+    reserved = sum(allocs.programme(n).reserved.get(guards.gpu_type, 0) for n in free_for)
+    return ReservedWait(prog.name, sharing, gpus, held, guards.gpu_type, free_for, reserved)
+
+
+def start_sooner(job: Job, nodes: Iterable[Node], cpus: int = 1,
+                 headroom: int | None = None) -> list[Advice]:
+    """Ways to start now: another partition or GPU type with idle GPUs, or fewer GPUs
+    (``headroom``: the most GPUs of this kind the job's programme may still take)."""
     nodes = [n for n in nodes if n.ready]
     out = []
     if job.gpus:
         best_here = max((n.gpus_idle for n in nodes if job.partition in n.partitions
                          and n.idle_cpus >= cpus), default=0)
+        if headroom is not None:
+            best_here = min(best_here, headroom)
         if 0 < best_here < job.gpus:
             out.append(Advice(f"{best_here} GPU{'s' if best_here > 1 else ''} instead of "
                               f"{job.gpus} would start now in {job.partition}"))
@@ -93,12 +157,20 @@ def start_sooner(job: Job, nodes: Iterable[Node], cpus: int = 1) -> list[Advice]
     return out
 
 
+_DEFAULT = object()
+
+
 def waiting_message(job: Job, jobs: Iterable[Job], nodes: Iterable[Node] | None = None,
-                    now: datetime | None = None) -> str:
-    """One line for the spawn page: reason, position, estimate, advice."""
+                    now: datetime | None = None, allocations=_DEFAULT) -> str:
+    """One line for the spawn page: reason, position, estimate, advice. ``allocations``: the
+    programmes (default: the current allocations file), for jobs held back by a reservation."""
     now = now or datetime.now(UTC)
-    parts = [f"Job {job.job_id} is waiting in partition {job.partition}: "
-             f"{describe_pending(job.reason)}."]
+    jobs = list(jobs)
+    nodes = list(nodes) if nodes is not None else None
+    allocs = current_allocations() if allocations is _DEFAULT else allocations
+    held = reserved_wait(job, jobs, nodes or [], allocs) if nodes is not None else None
+    why = held.words() if held else describe_pending(job.reason)
+    parts = [f"Job {job.job_id} is waiting in partition {job.partition}: {why}."]
     pos, total = queue_position(job, jobs)
     if pos:
         parts.append(f"Position {pos} of {total} waiting there.")
@@ -107,7 +179,16 @@ def waiting_message(job: Job, jobs: Iterable[Job], nodes: Iterable[Node] | None 
         minutes = max(1, round((start - now).total_seconds() / 60))
         parts.append(f"Slurm expects it to start around {start:%H:%M} UTC (in {minutes} min).")
     if nodes is not None:
-        advice = start_sooner(job, nodes, max(job.cpus, 1))
+        if held and job.gpus > held.limit:
+            parts.append(f"It asks for more than your programme may ever hold at once: ask "
+                         f"for at most {held.limit}.")
+        elif held:
+            idle = sum(n.gpus_idle for n in nodes if n.gpu_type == held.gpu_type)
+            if idle:
+                parts.append(f"{idle} {held.gpu_type} GPUs are idle, {min(idle, held.reserved)} "
+                             f"of them kept for {' and '.join(held.kept_free_for)}; yours "
+                             "starts when jobs under your programme's limit end.")
+        advice = start_sooner(job, nodes, max(job.cpus, 1), held.headroom if held else None)
         if advice:
             parts.append("To start sooner: " + "; ".join(a.text for a in advice) + ".")
     return " ".join(parts)

@@ -1,4 +1,5 @@
-"""Programmes, GPU-hour grants and the start-ups' reserved share, on real Slurm accounting."""
+"""Programmes, GPU-hour grants and shares, on real Slurm accounting (the reserved GPUs:
+test_reservations.py)."""
 
 import json
 import subprocess
@@ -59,6 +60,18 @@ def test_apply_twice_changes_nothing(slurm):
         {"research-medai": {"members": ["bob"], "gpu_hours": 1}}), "is used twice"),
     (lambda d: d["programmes"]["startups"].update(
         reserved_gpus={"gpu_type": "h100", "count": 8}), "leave some for the others"),
+    (lambda d: d["programmes"]["industry"].update(share="40%"),
+     "the shares of a100 add up to 38544 GPU-hours (110 %)"),
+    (lambda d: d["programmes"]["research"].update(share={"h100": "40%", "b200": 100}),
+     "share for GPU type 'b200', which the cluster lacks"),
+    (lambda d: d["programmes"]["startups"].update(reserved_gpus={"h100": 3}),
+     "reserving 3 h100 for the whole period takes 26280 GPU-hours, more than its h100 share"),
+    (lambda d: d["programmes"]["research"].update(reserved_gpus=[
+        {"gpu_type": "h100", "count": 2}, {"gpu_type": "h100", "count": 1}]),
+     "reserves h100 twice"),
+    (lambda d: d["programmes"]["industry"]["projects"]["industry-autotwin"].update(
+        gpu_hours=40000), "the grants of programme industry add up to 40000 GPU-hours, over its "
+     "share of 31536"),
 ])
 def test_a_malformed_file_is_refused_with_its_line_and_changes_nothing(
         mutate, message, slurm, tmp_path):
@@ -99,7 +112,7 @@ def settled(account):
 
 def test_show_reports_what_sacct_accounts(slurm, wait_for):
     show = lambda: {r["project"]: r for r in json.loads(  # noqa: E731
-        workbench("allocations", "show", "--json").stdout)}
+        workbench("allocations", "show", "--json").stdout)["projects"]}
     wait_for(lambda: settled("research-climate"), "earlier jobs settled in accounting")
     before = show()
     job_id = sbatch(slurm, "bob", "-A", "research-climate", "-p", "gpu-a100",
@@ -129,8 +142,8 @@ def test_other_programmes_cannot_take_the_startups_share(slurm, wait_for, cancel
     second = sbatch(slurm, "bob", "-A", "research-climate", "-p", "gpu", "--gres=gpu:h100:4",
                     "-t", "5")
     cancel_after.append(second)
-    pending = wait_for(lambda: (j := job(slurm, second)) and j.reason.startswith("QOSGrp") and j,
-                       "bob's second job held by the shared QOS")
+    pending = wait_for(lambda: (j := job(slurm, second)) and j.reason == "AssocGrpBilling"
+                       and j, "bob's second job held by the guard of the start-ups' GPUs")
     assert pending.state.is_pending
     # ... so a start-up finds its 2 h100 free
     mine = sbatch(slurm, "alice", "-A", "startup-helios", "-p", "gpu", "--gres=gpu:h100:2",
@@ -190,3 +203,29 @@ def test_an_exhausted_grant_is_refused_by_slurm_and_by_the_form(
     assert "GPU-hours left" in message or "no GPU-hours left" in message, message
     assert tiny_grant in message
     assert {j.job_id for j in slurm.run(queries.jobs()) if j.user == "bob"} == before
+
+
+def test_show_opens_with_the_machine_and_carries_the_programmes_shares(slurm, wait_for,
+                                                                       cancel_after):
+    mine = sbatch(slurm, "alice", "-A", "startup-helios", "-p", "gpu", "--gres=gpu:h100:1",
+                  "-t", "3")
+    cancel_after.append(mine)
+    wait_for(lambda: job(slurm, mine).state.is_running, "alice's h100 job runs")
+    rep = json.loads(workbench("allocations", "show", "--json").stdout)
+    assert rep["period"] == {"start": "2026-01-01", "end": "2026-12-31", "hours": 8760}
+    assert rep["machine"] == {"gpus": {"a100": 4, "h100": 8},
+                              "gpu_hours": {"a100": 35040.0, "h100": 70080.0}}
+    progs = {p["programme"]: p for p in rep["programmes"]}
+    assert {n: p["share"] for n, p in progs.items()} == {
+        "startups": "30 %", "research": "40 %", "industry": "30 %"}
+    assert progs["research"]["share_gpu_hours"] == {"a100": 14016.0, "h100": 28032.0}
+    assert progs["research"]["granted_gpu_hours"] == 1200
+    assert {n: p["reserved_gpus"] for n, p in progs.items()} == {
+        "startups": {"h100": 2}, "research": {"h100": 2}, "industry": {}}
+    assert progs["startups"]["reserved_gpus_in_use"]["h100"] >= 1
+    assert {n: p["may_hold_at_once"] for n, p in progs.items()} == {
+        "startups": {"h100": 4}, "research": {"h100": 6}, "industry": {"h100": 2}}
+    text = workbench("allocations", "show").stdout
+    assert text.startswith("The machine in 2026-01-01..2026-12-31 (8760 h):")
+    assert "industry: holds at most 2 h100 at once, so the GPUs reserved for startups and " \
+           "research stay free" in text

@@ -1,0 +1,307 @@
+"""Reading the allocations file: every check, each error naming ``file:line``.
+
+The whole file is checked before anything is applied; :func:`load` raises
+:class:`AllocationError` at the first fault. With the live nodes it also checks the file
+against the machine: shares within its GPU-hours, reservations within the cluster and within
+their programme's share, grants within their programme's share.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pwd
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+
+from ..paths import FactoryHome, data_file
+from ..slurm.models import Node
+from .guards import MAX_RESERVING, is_guard_name
+from .model import Allocations, Period, Programme, Project, Reserve, gpu_totals
+from .shares import check_shares, parse_share
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_TOP_KEYS = {"period", "programmes"}
+_PROGRAMME_KEYS = {"description", "share", "reserved_gpus", "projects"}
+_PROJECT_KEYS = {"members", "gpu_hours", "valid_from", "valid_until", "description"}
+
+
+class AllocationError(ValueError):
+    """The allocations file is wrong; nothing was applied."""
+
+
+class _LineLoader(yaml.SafeLoader):
+    """Keeps the line of every mapping key and list item, so errors can name it."""
+
+
+class _Lined(dict):
+    def __init__(self, mapping, lines, line):
+        super().__init__(mapping)
+        self.lines = lines
+        self.line = line
+
+    def line_of(self, key) -> int:
+        return self.lines.get(key, self.line)
+
+
+class _LinedList(list):
+    def __init__(self, items, lines, line):
+        super().__init__(items)
+        self.lines = lines
+        self.line = line
+
+    def line_of(self, index) -> int:
+        return self.lines[index] if 0 <= index < len(self.lines) else self.line
+
+
+def _construct_mapping(loader, node):
+    mapping = loader.construct_mapping(node, deep=True)
+    lines = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in lines:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{key!r} is written twice (first on line {lines[key]})",
+                key_node.start_mark)
+        lines[key] = key_node.start_mark.line + 1
+    return _Lined(mapping, lines, node.start_mark.line + 1)
+
+
+def _construct_sequence(loader, node):
+    return _LinedList(loader.construct_sequence(node, deep=True),
+                      [n.start_mark.line + 1 for n in node.value], node.start_mark.line + 1)
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def default_path(home: FactoryHome | None = None) -> Path:
+    """The site's file (``AIFACTORY_HOME/etc/allocations.yaml``) if present, else the demo's."""
+    site = (home or FactoryHome.from_env()).etc / "allocations.yaml"
+    return site if site.exists() else data_file("cluster", "allocations.yaml")
+
+
+_cache: dict[Path, tuple[float, Allocations]] = {}
+
+
+def current(path: Path | None = None) -> Allocations | None:
+    """The allocations file as last read, read again when it changes (for the queue's
+    pending-reason words, asked every second while a spawn waits); None if it is unusable."""
+    path = Path(path) if path else default_path()
+    try:
+        mtime = path.stat().st_mtime
+        if path not in _cache or _cache[path][0] != mtime:
+            _cache[path] = (mtime, load(path, check_users=False))
+    except (OSError, AllocationError):
+        return None
+    return _cache[path][1]
+
+
+class _Checker:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where, key, message):
+        line = where.line_of(key) if isinstance(where, (_Lined, _LinedList)) else "?"
+        if isinstance(line, int) and line < 1:
+            line = 1
+        raise AllocationError(f"{self.path}:{line}: {message}")
+
+
+def load(path: Path | None = None, check_users: bool = True,
+         nodes: Iterable[Node] | None = None) -> Allocations:
+    """Read and check the allocations file (see :mod:`workbench.allocations`)."""
+    path = Path(path) if path else default_path()
+    try:
+        raw = yaml.load(path.read_text(), Loader=_LineLoader)  # noqa: S506 (safe loader)
+    except (OSError, yaml.YAMLError) as e:
+        raise AllocationError(f"{path}: cannot read: {e}") from e
+    c = _Checker(path)
+    if not isinstance(raw, dict) or not isinstance(raw.get("programmes"), dict):
+        raise AllocationError(f"{path}:1: expected a top-level 'programmes:' mapping")
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        key = sorted(unknown, key=str)[0]
+        c.fail(raw, key, f"unknown key {key!r}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+    period = _period(c, raw)
+    totals = gpu_totals(nodes) if nodes is not None else None
+    progs_raw = raw["programmes"]
+    seen: set[str] = set()
+    programmes = []
+    grant_lines: dict[str, tuple] = {}  # project -> where its grant was written
+    for pname, pspec in progs_raw.items():
+        if pspec is None:
+            pspec = _Lined({}, {}, progs_raw.line_of(pname))
+        if not isinstance(pspec, dict):
+            c.fail(progs_raw, pname, f"programme {pname!r} must be a mapping")
+        _check_name(c, progs_raw, pname, seen, "programme")
+        unknown = set(pspec) - _PROGRAMME_KEYS
+        if unknown:
+            key = sorted(unknown, key=str)[0]
+            c.fail(pspec, key, f"programme {pname}: unknown key {key!r}; "
+                   f"allowed: {', '.join(sorted(_PROGRAMME_KEYS))}")
+        share = parse_share(c, pspec, pname, totals) if pspec.get("share") is not None else None
+        if share is not None and period is None:
+            c.fail(pspec, "share", f"programme {pname}: a share needs the allocation period "
+                   "it is measured over (top-level 'period: {start: ..., end: ...}')")
+        reserves = _reserves(c, pspec, pname, totals)
+        projects = []
+        projs_raw = _projects_raw(c, pspec, pname)
+        for name, spec in projs_raw.items():
+            project, where = _project(c, projs_raw, name, spec, pname, seen, check_users)
+            projects.append(project)
+            grant_lines[name] = (where, "gpu_hours")
+        programmes.append(Programme(pname, pspec.get("description") or "", tuple(projects),
+                                    reserves, share, pspec.line_of("reserved_gpus")))
+    allocs = Allocations(tuple(programmes), path, period)
+    _check_reservations(c, allocs, progs_raw, totals)
+    if totals is not None and period is not None:
+        check_shares(c, allocs, progs_raw, totals, grant_lines)
+    return allocs
+
+
+def _period(c: _Checker, raw) -> Period | None:
+    spec = raw.get("period")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) != {"start", "end"}:
+        c.fail(raw, "period", "period must be a mapping {start: 2026-01-01, end: 2026-12-31}")
+    for key in ("start", "end"):
+        if not isinstance(spec[key], dt.date):
+            c.fail(spec, key, f"period {key} must be a date like 2026-01-31")
+    if spec["end"] < spec["start"]:
+        c.fail(spec, "end", "the period ends before it starts")
+    return Period(spec["start"], spec["end"])
+
+
+def _reserves(c: _Checker, pspec, pname: str, totals) -> tuple[Reserve, ...]:
+    """``{h100: 2, a100: 1}``, ``{gpu_type: h100, count: 2}`` or a list of the latter."""
+    raw = pspec.get("reserved_gpus")
+    if raw is None:
+        return ()
+    usage = (f"programme {pname}: reserved_gpus needs a count per GPU type ({{h100: 2}}) or "
+             "gpu_type (a GPU type) and count (a whole number >= 1)")
+    items = []  # (where, key, gpu_type, count)
+    if isinstance(raw, dict) and ("gpu_type" in raw or "count" in raw):
+        extra = set(raw) - {"gpu_type", "count"}
+        if extra:
+            key = sorted(extra, key=str)[0]
+            c.fail(raw, key, f"programme {pname}: reserved_gpus mixes two ways of reserving "
+                   f"(gpu_type/count and {key}: ...); write one")
+        items.append((pspec, "reserved_gpus", raw.get("gpu_type"), raw.get("count")))
+    elif isinstance(raw, dict):
+        items += [(raw, t, t, n) for t, n in raw.items()]
+    elif isinstance(raw, list) and raw:
+        for i, r in enumerate(raw):
+            if not isinstance(r, dict) or set(r) != {"gpu_type", "count"}:
+                c.fail(raw, i, usage)
+            items.append((raw, i, r["gpu_type"], r["count"]))
+    else:
+        c.fail(pspec, "reserved_gpus", usage)
+    out: dict[str, Reserve] = {}
+    for where, key, gpu_type, count in items:
+        if not isinstance(gpu_type, str) or isinstance(count, bool) or \
+                not isinstance(count, int) or count < 1:
+            c.fail(where, key, usage)
+        if gpu_type in out:
+            c.fail(where, key, f"programme {pname}: reserves {gpu_type} twice "
+                   f"({out[gpu_type].count} and {count}); reserve each GPU type once")
+        if totals is not None and gpu_type not in totals:
+            c.fail(where, key, f"programme {pname}: reserves {gpu_type} GPUs, which the "
+                   f"cluster lacks (it has {', '.join(sorted(totals)) or 'no GPUs'})")
+        out[gpu_type] = Reserve(gpu_type, count)
+    return tuple(out.values())
+
+
+def _projects_raw(c: _Checker, pspec, pname: str):
+    projs_raw = pspec.get("projects") or _Lined({}, {}, pspec.line)
+    if not isinstance(projs_raw, dict):
+        c.fail(pspec, "projects", f"programme {pname}: projects must be a mapping")
+    return projs_raw
+
+
+def _project(c: _Checker, projs_raw, name, spec, pname, seen, check_users):
+    """The project and the mapping it was written in."""
+    spec = spec if spec is not None else _Lined({}, {}, projs_raw.line_of(name))
+    if not isinstance(spec, dict):
+        c.fail(projs_raw, name, f"project {name!r} must be a mapping")
+    _check_name(c, projs_raw, name, seen, f"project of {pname}")
+    unknown = set(spec) - _PROJECT_KEYS
+    if unknown:
+        key = sorted(unknown, key=str)[0]
+        c.fail(spec, key, f"project {name}: unknown key {key!r}; "
+               f"allowed: {', '.join(sorted(_PROJECT_KEYS))}")
+    hours = spec.get("gpu_hours", 0)
+    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours < 0:
+        c.fail(spec, "gpu_hours", f"project {name}: gpu_hours must be a number >= 0, "
+               f"not {hours!r}")
+    members = spec.get("members") or []
+    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+        c.fail(spec, "members", f"project {name}: members must be a list of users")
+    for m in members:
+        if check_users and not _is_user(m):
+            c.fail(spec, "members", f"project {name}: member {m!r} is no user of this machine")
+    dates = {}
+    for key in ("valid_from", "valid_until"):
+        value = spec.get(key)
+        if value is not None and not isinstance(value, dt.date):
+            c.fail(spec, key, f"project {name}: {key} must be a date like 2026-01-31")
+        dates[key] = value
+    if dates["valid_from"] and dates["valid_until"] and \
+            dates["valid_until"] < dates["valid_from"]:
+        c.fail(spec, "valid_until", f"project {name}: valid_until is before valid_from")
+    return Project(name, pname, tuple(members), float(hours), **dates), spec
+
+
+def _check_reservations(c: _Checker, allocs: Allocations, progs_raw, totals) -> None:
+    reserving = allocs.reserving
+    if len(reserving) > MAX_RESERVING:
+        third = reserving[MAX_RESERVING]
+        c.fail(progs_raw[third.name], "reserved_gpus",
+               f"programme {third.name}: at most {MAX_RESERVING} programmes may reserve GPUs "
+               f"({', '.join(p.name for p in reserving[:MAX_RESERVING])} already do); the "
+               "guarantee uses one account subtree and one QOS (see the README)")
+    types = {}
+    for prog in reserving:
+        for r in prog.reserves:
+            types.setdefault(r.gpu_type, prog.name)
+            if len(types) > 1:
+                first = next(iter(types))
+                c.fail(progs_raw[prog.name], "reserved_gpus",
+                       f"programme {prog.name}: reserves {r.gpu_type}, but {types[first]} "
+                       f"reserves {first}: all reservations must be of one GPU type, the one "
+                       "Slurm's billing counts (see the README)")
+    if totals is None:
+        return
+    so_far: dict[str, int] = {}
+    for prog in reserving:
+        for r in prog.reserves:
+            so_far[r.gpu_type] = so_far.get(r.gpu_type, 0) + r.count
+            if so_far[r.gpu_type] >= totals.get(r.gpu_type, 0):
+                c.fail(progs_raw[prog.name], "reserved_gpus",
+                       f"programme {prog.name}: reserves {so_far[r.gpu_type]} {r.gpu_type} "
+                       f"GPUs in all, but the cluster has {totals.get(r.gpu_type, 0)}; leave "
+                       "some for the others")
+
+
+def _is_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def _check_name(c: _Checker, where, name, seen, what) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        c.fail(where, name, f"{what} name {name!r} must be lower-case letters, digits, '-' or "
+               "'_'")
+    if name == "root" or is_guard_name(name):
+        c.fail(where, name, f"{what} name {name!r} is kept for the reservations' Slurm "
+               "accounts (root, guard-*, unreserved); choose another")
+    if name in seen:
+        c.fail(where, name, f"{what} name {name!r} is used twice")
+    seen.add(name)
