@@ -1,0 +1,256 @@
+"""The dashboards on a real accounting history: render and refresh times beside the raw
+Slurm queries they need, and Slurm calls per minute for one and for ten viewers.
+
+Run as root on the machine of the local AI Factory, hub and dashboards up::
+
+    /opt/aifactory/venv/bin/python benchmarks/dashboards.py --setup   # once: 20,000 jobs
+    /opt/aifactory/venv/bin/python benchmarks/dashboards.py           # ~4 min
+
+**The 20,000 jobs** (``--setup``) are accounting rows written straight into slurmdbd's
+MariaDB job table, in the dedicated account ``bench-dashboards`` (under root, not in the
+allocations file, user ``root``): finished jobs with submit times spread over the last
+``--days`` days (default 14), waits of 0-30 min, runs of 1-20 min, 0-4 GPUs on the
+``gpu``/``gpu-a100`` partitions, 5 % of them failed, timed out or out of memory. Running
+20,000 real jobs would have taken the shared 2-core controller for an hour and could not
+give days of submit times. The rows are what ``sacct`` reads (job ids from 60,000,000 up,
+so they never meet a real one); slurmctld never sees them, so no project's budget, no queue
+and no other engineer's job is touched. ``--remove`` deletes them again.
+
+Measured (printed as a table and one JSON line):
+
+- raw query times: the history's first read (``sacct`` of the manager's 30-day window with
+  the dashboards' fields), an incremental read, the budgets' ``sacct``, ``squeue --json``,
+  ``sinfo --json``;
+- the manager dashboard's first full render in chromium (hub login done; from navigation
+  until the budgets table and the charts are drawn), with the shared cache empty (the first
+  viewer after a restart) and warm;
+- a support dashboard refresh (the widget's ``refresh()``), with every cache entry expired
+  (all Slurm calls made) and in the steady state;
+- Slurm calls per minute (the dashboards' call log) with one viewer, then ten, each a
+  chromium page on the support dashboard refreshing by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from workbench.dashboards.history import history_query  # noqa: E402
+from workbench.dashboards.source import DashboardSettings, DashboardSource  # noqa: E402
+from workbench.paths import FactoryHome  # noqa: E402
+from workbench.slurm import SlurmClient, SlurmError, queries  # noqa: E402
+
+ACCOUNT = "bench-dashboards"
+FIRST_ID = 60_000_000
+CLUSTER = "aifactory"
+HUB = "http://127.0.0.1:8000/"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic", "--disable-dev-shm-usage"]
+#: slurm's job states in the database (slurm/slurm.h)
+STATES = {"COMPLETED": 3, "CANCELLED": 4, "FAILED": 5, "TIMEOUT": 6, "OUT_OF_MEMORY": 11}
+
+
+def mysql(home: FactoryHome, sql: str) -> str:
+    password = (home.secrets / "db_password").read_text().strip()
+    proc = subprocess.run(["mysql", "-h127.0.0.1", "-P16306", "-uslurm", f"-p{password}",
+                           "-N", "slurm_acct_db"], input=sql, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"mysql failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def setup(slurm: SlurmClient, home: FactoryHome, n: int, days: int) -> None:
+    """The account and ``n`` accounting rows (only those missing are written)."""
+    have = {r[0] for r in slurm.run(queries.sacctmgr_list("account", "Account"))}
+    if ACCOUNT not in have:
+        slurm.run(queries.sacctmgr_modify("add", "account", ACCOUNT, "parent=root",
+                                          "Description=dashboards benchmark",
+                                          "Organization=benchmarks"))
+        slurm.run(queries.sacctmgr_modify("add", "user", "root", f"account={ACCOUNT}"))
+    assoc = mysql(home, f"SELECT id_assoc FROM {CLUSTER}_assoc_table WHERE acct='{ACCOUNT}' "
+                  "AND user='root' AND deleted=0;").split()
+    if not assoc:
+        raise SystemExit(f"no association root/{ACCOUNT} in the database yet; run again")
+    present = int(mysql(home, f"SELECT COUNT(*) FROM {CLUSTER}_job_table WHERE id_job >= "
+                              f"{FIRST_ID} AND account='{ACCOUNT}';").strip())
+    if present >= n:
+        print(f"{present} benchmark jobs already in accounting")
+        return
+    rnd = random.Random(10)
+    now = int(time.time())
+    rows = []
+    for i in range(present, n):
+        submit = now - rnd.randint(3600, days * 86400)
+        start = submit + int(rnd.expovariate(1 / 300)) % 1800
+        end = start + rnd.randint(60, 1200)
+        part, node, inx, tres_id = rnd.choice([("gpu", "h100-1", 3, 1002),
+                                               ("gpu", "h100-2", 4, 1002),
+                                               ("gpu-a100", "a100-1", 0, 1003)])
+        gpus = rnd.choice([0, 1, 1, 1, 2, 4])
+        tres = "1=1,2=1024,4=1" + (f",1001={gpus},{tres_id}={gpus}" if gpus else "")
+        state = rnd.choices(list(STATES), weights=[90, 5, 3, 1, 1])[0]
+        exit_code = 256 if state == "FAILED" else 0
+        rows.append(f"({now},'{ACCOUNT}',1,'bench-{i % 50}',{assoc[0]},{FIRST_ID + i},1,0,0,"
+                    f"{exit_code},'{node}',1,'{inx}','{part}',1,{STATES[state]},30,{submit},"
+                    f"{submit},{start},{end},'{tres}','{tres}',0,0,4294967294,0,0,'/root')")
+    cols = ("mod_time,account,cpus_req,job_name,id_assoc,id_job,id_qos,id_user,id_group,"
+            "exit_code,nodelist,nodes_alloc,node_inx,`partition`,priority,state,timelimit,"
+            "time_submit,time_eligible,time_start,time_end,tres_alloc,tres_req,"
+            "id_wckey,het_job_id,het_job_offset,state_reason_prev,id_resv,work_dir")
+    for k in range(0, len(rows), 1000):
+        mysql(home, f"INSERT INTO {CLUSTER}_job_table ({cols}) VALUES "
+                    + ",".join(rows[k:k + 1000]) + ";")
+    print(f"wrote {len(rows)} accounting rows in account {ACCOUNT}")
+
+
+def remove(home: FactoryHome) -> None:
+    mysql(home, f"DELETE FROM {CLUSTER}_job_table WHERE id_job >= {FIRST_ID} AND "
+                f"account='{ACCOUNT}';")
+    print("removed the benchmark's accounting rows")
+
+
+def timed(fn, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def raw_queries(slurm: SlurmClient, source: DashboardSource) -> dict:
+    now = datetime.now(UTC)
+    from workbench.allocations import usage_query
+    allocs = source.allocations()
+    out = {
+        "sacct_history_30d_s": timed(lambda: slurm.run(history_query(now - timedelta(days=30)))),
+        "sacct_history_incremental_s": timed(lambda: slurm.run(
+            history_query(now - timedelta(seconds=180)))),
+        "sacct_budgets_s": timed(lambda: slurm.run(usage_query(allocs))),
+        "squeue_s": timed(lambda: slurm.run(queries.jobs())),
+        "sinfo_s": timed(lambda: slurm.run(queries.nodes())),
+    }
+    out["history_rows_30d"] = len(slurm.run(history_query(now - timedelta(days=30))))
+    return out
+
+
+def login(browser, user: str, password: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(120_000)
+    page.goto(f"{HUB}hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_load_state()
+    return page
+
+
+def manager_render(page) -> float:
+    t0 = time.perf_counter()
+    page.goto(f"{HUB}services/manager-dashboard/")
+    page.locator(".wb-table-budgets table").wait_for(state="visible")
+    page.locator(".wb-table-queue-waits table").wait_for(state="visible")
+    page.locator(".wb-manager .js-plotly-plot").first.wait_for(state="visible")
+    return time.perf_counter() - t0
+
+
+def support_refresh(settings: DashboardSettings) -> dict:
+    from extensions.dashboards.support import SupportDashboard
+    source = DashboardSource(settings)
+    widget = SupportDashboard(source, refresh_s=0)
+    steady = timed(widget.refresh, 5)
+    forced = []
+    for _ in range(3):
+        for name in ("squeue", "sinfo", "history"):
+            meta = source.cache.meta(name)
+            if meta:
+                source.cache.write_meta(name, **{**meta, "at": 0})
+        t0 = time.perf_counter()
+        widget.refresh()
+        forced.append(time.perf_counter() - t0)
+    widget.close()
+    return {"support_refresh_steady_s": steady,
+            "support_refresh_all_calls_s": statistics.median(forced)}
+
+
+def calls_per_minute(browser, password: str, viewers: int, seconds: float,
+                     source: DashboardSource) -> dict:
+    pages = [login(browser, "sam", password) for _ in range(viewers)]
+    for p in pages:
+        p.goto(f"{HUB}services/support-dashboard/")
+        p.locator(".wb-table-sessions").wait_for(state="visible")
+    t0 = time.time()
+    time.sleep(seconds)
+    calls = Counter(name for _, name in source.cache.calls(since=t0))
+    for p in pages:
+        p.close()
+    scale = 60 / seconds
+    return {name: round(n * scale, 1) for name, n in sorted(calls.items())}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--setup", action="store_true", help="write the accounting rows first")
+    ap.add_argument("--remove", action="store_true", help="delete the rows and stop")
+    ap.add_argument("--jobs", type=int, default=20_000, help="accounting rows (default 20000)")
+    ap.add_argument("--days", type=int, default=14, help="days of submit times (default 14)")
+    ap.add_argument("--viewers", type=int, default=10, help="concurrent viewers (default 10)")
+    ap.add_argument("--seconds", type=float, default=60, help="length of each call count")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args(argv)
+    home = FactoryHome.from_env()
+    slurm = SlurmClient(slurm_conf=str(home.slurm_conf))
+    if args.remove:
+        remove(home)
+        return 0
+    if args.setup:
+        setup(slurm, home, args.jobs, args.days)
+    settings = DashboardSettings()
+    source = DashboardSource(settings, slurm)
+    figures = {"accounting_rows": int(mysql(home, f"SELECT COUNT(*) FROM {CLUSTER}_job_table;"))}
+    figures.update(raw_queries(slurm, source))
+    password = home.demo_password_file.read_text().strip()
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = login(browser, "maria", password)
+        shutil.rmtree(settings.cache_dir, ignore_errors=True)  # ours: the shared cache
+        figures["manager_first_render_cold_s"] = manager_render(page)
+        figures["manager_first_render_warm_s"] = statistics.median(
+            manager_render(page) for _ in range(3))
+        page.close()
+        figures.update(support_refresh(settings))
+        try:
+            figures["calls_per_min_1_viewer"] = calls_per_minute(
+                browser, password, 1, args.seconds, source)
+            figures[f"calls_per_min_{args.viewers}_viewers"] = calls_per_minute(
+                browser, password, args.viewers, args.seconds, source)
+        finally:
+            browser.close()
+    width = max(len(k) for k in figures)
+    for k, v in figures.items():
+        print(f"{k:{width}}  {v:.3f}" if isinstance(v, float) else f"{k:{width}}  {v}")
+    line = json.dumps(figures)
+    print(line)
+    if args.json:
+        Path(args.json).write_text(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SlurmError as e:
+        sys.exit(f"benchmark failed: {e}")

@@ -1,0 +1,54 @@
+"""Pieces both dashboards share: a status line, a chart area, the refresh timer."""
+
+from __future__ import annotations
+
+import html
+import logging
+from datetime import UTC, datetime
+
+import ipywidgets as w
+from IPython.display import display
+
+log = logging.getLogger(__name__)
+
+
+def message_html(text: str, kind: str = "warning") -> str:
+    """A message in the page (``kind``: warning, danger, info)."""
+    if not text:
+        return ""
+    return (f"<div class='wb-message alert alert-{kind}' role='status'>"
+            f"{html.escape(text)}</div>")
+
+
+def stamp(at: float | None) -> str:
+    if not at:
+        return "never"
+    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S UTC")
+
+
+class Chart(w.Output):
+    """One plotly figure, replaced on each update; ``figure`` is the last one shown."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.figure = None
+
+    def show(self, fig) -> None:
+        """Show ``fig`` as plotly's own mime type only (drawn by the plotly renderer Voila
+        loads): no copy of plotly.js and no HTML fallback in the page."""
+        self.figure = fig
+        self.clear_output(wait=True)
+        with self:
+            display({"application/vnd.plotly.v1+json": fig.to_plotly_json()}, raw=True)
+
+    def clear(self) -> None:
+        self.figure = None
+        self.clear_output()
+
+
+def start_timer(callback, seconds: float):
+    """A periodic callback on the kernel's event loop (stopped by ``.stop()``)."""
+    from tornado.ioloop import PeriodicCallback
+    timer = PeriodicCallback(callback, seconds * 1000)
+    timer.start()
+    return timer

@@ -1,0 +1,174 @@
+"""Support and managers in a real browser: the dashboards behind the hub, by role.
+
+sam (support) sees alice's running session in the support dashboard and is refused the
+managers' one; maria (manager) sees the projects' used GPU-hours as `workbench allocations
+show --json` prints them and downloads a table as CSV; alice sees neither link and is refused
+both. Debian's chromium driven by Playwright; screenshots in the test artefacts."""
+
+import csv
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import requests
+from playwright.sync_api import expect, sync_playwright
+
+from workbench.slurm import queries
+from workbench.tags import parse_job_tag
+
+from .test_spawn_form import ARTIFACTS, CHROMIUM_ARGS
+
+pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
+
+#: budgets are shared for a minute; GPU jobs of others may run meanwhile (GPU-hours)
+BUDGET_TOLERANCE = 0.25
+
+
+@pytest.fixture
+def browser():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def login(browser, hub_url, user, password):
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    page.set_default_timeout(60_000)
+    page.goto(f"{hub_url}hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_load_state()
+    return page
+
+
+@pytest.fixture
+def alice_session(hub_url, demo_password, slurm, wait_for):
+    """alice's running session: hers if she has one (other tests share the demo users),
+    else one started here (and stopped after the test); the Slurm job behind it."""
+    r = requests.post(f"{hub_url}hub/api/users/alice/tokens",
+                      json={"auth": {"username": "alice", "password": demo_password},
+                            "note": "dashboards test", "expires_in": 600})
+    assert r.status_code == 201, r.text
+    api = requests.Session()
+    api.headers["Authorization"] = f"token {r.json()['token']}"
+    base = f"{hub_url}hub/api/users/alice"
+
+    def running_job():
+        return next((j for j in slurm.run(queries.jobs()) if j.user == "alice"
+                     and j.state.is_running and j.nodes
+                     and (parse_job_tag(j.comment) or {}).get("user") == "alice"), None)
+
+    started = False
+    if running_job() is None:
+        for _ in range(3):  # another test may stop alice's server while this one starts it
+            r = api.post(f"{base}/server", json={"user_options": {
+                "partition": "cpu", "account": "startup-helios", "gpus": 0, "cpus": 1,
+                "memory": "2G", "runtime": "00:30:00"}})
+            if r.status_code in (201, 202, 400) and "already" not in r.text:
+                started = r.status_code in (201, 202)
+                break
+        assert started, r.text
+    wait_for(running_job, "alice's session running")
+    yield running_job  # asked again when needed: other tests may restart her session
+    if started:
+        api.delete(f"{base}/server")
+
+
+def test_sam_sees_alices_running_session_and_is_refused_the_managers_dashboard(
+        browser, hub_url, demo_password, alice_session, wait_for):
+    page = login(browser, hub_url, "sam", demo_password)
+    page.goto(f"{hub_url}hub/home")
+    expect(page.locator("#wb-link-manager-dashboard")).to_have_count(0)
+    page.click("#wb-link-support-dashboard")
+    sessions = page.locator(".wb-table-sessions")
+    expect(sessions.locator("table")).to_be_visible(timeout=90_000)
+
+    def row_of_alices_job():
+        job = alice_session()  # her running session now, from squeue
+        row = sessions.locator("tr", has_text=f"{job.job_id}") if job else None
+        if row is not None and row.count() and "alice" in row.first.inner_text():
+            return job, row.first
+        return None
+    job, row = wait_for(row_of_alices_job, "alice's session in the support dashboard", 90)
+    text = row.inner_text()
+    assert job.nodes in text and "startup-helios" in text and "RUNNING" in text
+    expect(page.locator(".wb-table-nodes")).to_contain_text(job.nodes)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-support.png"), full_page=True)
+    # one user: alice's sessions and jobs, and the tail of this job's output
+    page.locator(".wb-support input[placeholder='user name']").fill("alice")
+    page.get_by_role("button", name="Show", exact=True).click()
+    expect(page.locator(".wb-table-user-sessions")).to_contain_text(str(job.job_id))
+    page.locator(".wb-job-pick select").select_option(str(job.job_id))
+    page.get_by_role("button", name="Show output").click()
+    expect(page.locator(".wb-output-path")).to_contain_text(
+        f"/home/alice/.jupyterhub-slurm-{job.job_id}.log")
+    assert page.locator(".wb-output").inner_text().strip()  # the file's last lines
+    # a user who does not exist: a message, the rest keeps working
+    page.locator(".wb-support input[placeholder='user name']").fill("nosuchuser")
+    page.get_by_role("button", name="Show", exact=True).click()
+    expect(page.locator(".wb-support")).to_contain_text("There is no user 'nosuchuser'")
+    expect(sessions.locator("table")).to_be_visible()
+    assert "Traceback" not in page.content()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-support-user.png"), full_page=True)
+
+    refused = page.goto(f"{hub_url}services/manager-dashboard/")
+    assert refused.status == 403
+
+
+def _allocations_show() -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-m", "workbench.cli", "allocations", "show",
+                          "--json"], capture_output=True, text=True, check=True).stdout
+    data = json.loads(out)
+    rows = data["projects"] if isinstance(data, dict) else data
+    return {r["project"]: r["used_gpu_hours"] for r in rows}
+
+
+def test_maria_sees_the_used_gpu_hours_of_the_allocations_and_downloads_a_csv(
+        browser, hub_url, demo_password, slurm, tmp_path):
+    page = login(browser, hub_url, "maria", demo_password)
+    page.goto(f"{hub_url}hub/home")
+    expect(page.locator("#wb-link-support-dashboard")).to_have_count(0)
+    page.click("#wb-link-manager-dashboard")
+    budgets = page.locator(".wb-table-budgets")
+    expect(budgets.locator("table")).to_be_visible(timeout=90_000)
+    expected = _allocations_show()
+    rows = budgets.locator("tbody tr")
+    shown = {}
+    for i in range(rows.count()):
+        cells = rows.nth(i).locator("td").all_inner_texts()
+        shown[cells[1]] = float(cells[3])  # project, used GPU-hours
+    assert set(shown) == set(expected)
+    for project, used in expected.items():
+        assert abs(shown[project] - used) <= BUDGET_TOLERANCE, (project, shown[project], used)
+    expect(page.locator(".wb-manager .js-plotly-plot").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-programmes.png"), full_page=True)
+
+    with page.expect_download() as dl:
+        budgets.locator("a.wb-csv").click()
+    path = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(path)
+    assert path.name == "budgets.csv"
+    with open(path) as f:
+        table = list(csv.DictReader(f))
+    assert {r["project"] for r in table} == set(expected)
+
+    # a reversed range: a message; the tables stay
+    page.locator(".wb-manager input[type=date]").first.fill("2026-12-31")
+    page.locator(".wb-manager input[type=date]").first.press("Enter")
+    expect(page.locator(".wb-manager")).to_contain_text(re.compile("after the end|future"))
+    expect(budgets.locator("table")).to_be_visible()
+
+    assert page.goto(f"{hub_url}services/support-dashboard/").status == 403
+
+
+def test_alice_sees_no_dashboard_link_and_is_refused_both(browser, hub_url, demo_password):
+    page = login(browser, hub_url, "alice", demo_password)
+    page.goto(f"{hub_url}hub/home")
+    expect(page.locator("#wb-dashboards")).to_have_count(0)
+    for service in ("support-dashboard", "manager-dashboard"):
+        assert page.goto(f"{hub_url}services/{service}/").status == 403

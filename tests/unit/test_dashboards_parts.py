@@ -1,0 +1,216 @@
+"""The dashboards' shared cache (one call per max_age for every process), the bounded and
+path-checked output tail, the widgets (driven without a kernel) and the Voila service's
+lock-down."""
+
+import getpass
+import multiprocessing
+import os
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from extensions.dashboards import service
+from extensions.dashboards.manager import ManagerDashboard
+from extensions.dashboards.table import DataTable
+from workbench.dashboards import joboutput
+from workbench.dashboards.cache import SharedCache
+from workbench.dashboards.history import parse_history
+from workbench.dashboards.source import DashboardSettings, DashboardSource
+from workbench.slurm import Query, SlurmClient
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def _date_query() -> Query[str]:
+    # a real command, not Slurm: the cache does not care what it caches
+    return Query("date", ("+%s.%N",), str.strip)
+
+
+def _read(directory: str, results) -> None:
+    cache = SharedCache(directory, SlurmClient())
+    results.put(cache.get("clock", _date_query(), max_age=60).value)
+
+
+def test_ten_processes_share_one_call(tmp_path):
+    results = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=_read, args=(str(tmp_path), results))
+             for _ in range(10)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    answers = {results.get(timeout=5) for _ in procs}
+    assert len(answers) == 1  # everyone got the one answer
+    assert [name for _, name in SharedCache(tmp_path, SlurmClient()).calls()] == ["clock"]
+
+
+def test_a_stale_answer_is_refreshed_and_a_failure_is_remembered(tmp_path):
+    cache = SharedCache(tmp_path, SlurmClient())
+    first = cache.get("clock", _date_query(), max_age=60)
+    assert cache.get("clock", _date_query(), max_age=60).value == first.value
+    time.sleep(0.05)
+    assert cache.get("clock", _date_query(), max_age=0.01).value != first.value
+    failing = Query("false", (), str)
+    time.sleep(0.05)
+    bad = cache.get("clock", failing, max_age=0.01)
+    assert bad.error and bad.value is not None  # the last good answer, with the error
+    n = len(cache.calls())
+    assert cache.get("clock", failing, max_age=60).error  # remembered: no second call
+    assert len(cache.calls()) == n
+
+
+def test_output_tail_is_bounded_and_refuses_links_and_wrong_ids(tmp_path):
+    me = getpass.getuser()
+    log = tmp_path / ".jupyterhub-slurm-42.log"
+    log.write_text("".join(f"line {i}\n" for i in range(10000)))
+    path, text = joboutput.tail(me, 42, max_bytes=1000, max_lines=5, home=tmp_path)
+    assert path == log and text.splitlines() == [f"line {i}" for i in range(9995, 10000)]
+    _, short = joboutput.tail(me, "42", max_bytes=200, max_lines=1000, home=tmp_path)
+    assert len(short) < 200 and short.splitlines()[0].startswith("line ")  # no cut line
+    (tmp_path / "slurm-43.out").symlink_to("/etc/shadow")
+    with pytest.raises(joboutput.OutputError, match="cannot be read"):
+        joboutput.tail(me, 43, home=tmp_path)
+    for bad in ("../../etc/shadow", "43; rm -rf /", ""):
+        with pytest.raises(joboutput.OutputError, match="not a job id"):
+            joboutput.tail(me, bad, home=tmp_path)
+    with pytest.raises(joboutput.OutputError, match="No output file of job 44"):
+        joboutput.tail(me, 44, home=tmp_path)
+    with pytest.raises(joboutput.OutputError, match="no user"):
+        joboutput.tail("no-such-user-xyz", 42)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file away")
+def test_output_of_another_owner_is_not_shown(tmp_path):
+    log = tmp_path / ".jupyterhub-slurm-45.log"
+    log.write_text("secret\n")
+    os.chown(log, 65534, 65534)
+    with pytest.raises(joboutput.OutputError, match="does not belong"):
+        joboutput.tail(getpass.getuser(), 45, home=tmp_path)
+
+
+def test_table_filters_sorts_and_exports_csv():
+    t = DataTable("usage")
+    t.value = pd.DataFrame({"project": ["b-proj", "a-proj", "c-proj"], "h": [2.0, 5.0, 1.0]})
+    assert "3 of 3 rows" in t._count.value
+    t.sort_by, t.ascending = "h", False
+    assert t.shown["project"].tolist() == ["a-proj", "b-proj", "c-proj"]
+    t.query = "B-PR"
+    assert t.shown["project"].tolist() == ["b-proj"]
+    assert 'download="usage.csv"' in t._csv.value and "base64," in t._csv.value
+    import base64
+    data = base64.b64decode(t._csv.value.split("base64,")[1].split('"')[0]).decode()
+    assert data.splitlines() == ["project,h", "b-proj,2.0"]  # what is shown, all of it
+    t.query = "nothing"
+    assert "No rows match" in t._body.value
+    t.value = pd.DataFrame({"who": ["<script>x</script>"]})
+    t.query = ""
+    assert "<script>" not in t._body.value
+
+
+class RecordedSource(DashboardSource):
+    """The real source over recorded history and budgets (no Slurm)."""
+
+    def __init__(self, tmp_path):
+        super().__init__(DashboardSettings(cache_dir=str(tmp_path)))
+        self.jobs = parse_history((FIXTURES / "sacct-history-22.05.txt").read_text())
+
+    def budgets(self):
+        from workbench.dashboards.cache import Cached
+        return Cached([{"project": "startup-helios", "programme": "startups",
+                        "granted_gpu_hours": 500, "used_gpu_hours": 5.5,
+                        "remaining_gpu_hours": 494.5, "valid_from": "2026-01-01",
+                        "valid_until": "2027-12-31", "active": True}], time.time())
+
+    def nodes_now(self):
+        from workbench.dashboards.cache import Cached
+        from workbench.slurm.parse import parse_nodes
+        return Cached(parse_nodes((FIXTURES / "sinfo-22.05.json").read_text()), time.time())
+
+    def allocations(self):
+        raise OSError("no allocations file in this test")
+
+
+@pytest.fixture
+def manager(tmp_path, monkeypatch):
+    source = RecordedSource(tmp_path)
+    from workbench.dashboards.cache import Cached
+    monkeypatch.setattr(source.history, "table", lambda *a, **k: Cached(source.jobs, time.time()))
+    monkeypatch.setattr(source.history, "covered_from", lambda: pd.Timestamp("2026-01-01",
+                                                                             tz="UTC"))
+    return ManagerDashboard(source)
+
+
+def test_manager_dashboard_draws_tables_and_charts(manager):
+    assert manager.error == ""
+    assert manager.budgets.value["used GPU-hours"].tolist() == [5.5]
+    assert manager.budgets_chart.figure is not None
+    assert "allocations file cannot be read" in manager._error.value  # the rest still drawn
+    manager.set_range("2026-11-24", "2026-11-26")
+    assert manager.usage.value.set_index("project").loc["research-climate", "GPU-hours"] == 8.0
+    assert manager._project.options
+    manager.project = "startup-helios"
+    assert set(manager.project_jobs.value["account"]) == {"startup-helios"}
+
+
+@pytest.mark.parametrize("start,end,words", [
+    (None, date(2026, 11, 26), "empty"), ("2026-11-26", "2026-11-01", "after the end"),
+    (date.today() - timedelta(days=3650), date.today(), "shorter range")])
+def test_manager_dashboard_says_what_is_wrong_with_a_range_and_keeps_the_tables(
+        manager, start, end, words):
+    before = manager.budgets.value
+    manager.set_range(start, end)
+    assert words in manager.error and words in manager._error.value
+    assert manager.budgets.value is before
+
+
+def test_a_project_without_jobs_says_so(manager):
+    manager.set_range("2026-11-24", "2026-11-26")
+    manager.source.jobs = manager.source.jobs[manager.source.jobs.account != "startup-helios"]
+    manager.project = ""
+    manager.project = "startup-helios"
+    assert "has no jobs between" in manager.project_jobs.message
+
+
+# -- the Voila service ----------------------------------------------------------------------
+
+def test_the_service_loads_only_voila_and_lets_browsers_send_widget_messages_only(tmp_path):
+    cfg = service.server_config(tmp_path, ["jupyterlab", "jupyter_server_proxy", "x.y",
+                                           "voila.server_extension"])
+    ext = cfg["ServerApp"]["jpserver_extensions"]
+    assert [n for n, on in ext.items() if on] == ["voila.server_extension"]
+    assert ext["x.y"] is False and ext["jupyter_server_proxy"] is False
+    assert cfg["ServerApp"]["terminals_enabled"] is False
+    types = cfg["MappingKernelManager"]["allowed_message_types"]
+    assert "execute_request" not in types and "comm_msg" in types
+    assert cfg["ServerApp"]["authorizer_class"] == (
+        "extensions.dashboards.service.DashboardAuthorizer")
+
+
+def test_the_authorizer_refuses_every_api_but_the_widget_websocket():
+    class Req:
+        method, path = "GET", "/services/x/api/kernels"  # the list, not one kernel
+
+    handler = type("H", (), {"request": Req()})()
+    user = type("U", (), {"username": "sam"})()
+    auth = service.DashboardAuthorizer.__new__(service.DashboardAuthorizer)
+    import logging
+    auth.log = logging.getLogger("test")
+    for resource, action in [("kernels", "write"), ("kernels", "read"), ("contents", "read"),
+                             ("contents", "write"), ("terminals", "execute"),
+                             ("sessions", "write"), ("files", "read"), ("server", "write")]:
+        assert auth.is_authorized(handler, user, action, resource) is False
+    assert ("kernels", "execute") in service.DashboardAuthorizer.ALLOWED
+
+
+def test_each_service_root_holds_only_its_own_notebook(tmp_path):
+    from workbench.paths import FactoryHome
+    base, env = service.prepare("support-dashboard", FactoryHome(tmp_path))
+    assert [p.name for p in (base / "root").iterdir()] == ["support.ipynb"]
+    assert env["JUPYTERHUB_DEFAULT_URL"] == "/voila/render/support.ipynb"
+    assert (base / "config" / "jupyter_server_config.json").exists()
+    assert base.stat().st_mode & 0o077 == 0
+    with pytest.raises(SystemExit):
+        service.prepare("alice-dashboard", FactoryHome(tmp_path))

@@ -1,0 +1,192 @@
+"""A Slurm answer shared by every process on the machine: one call per ``max_age``.
+
+Voila starts one kernel per viewer, and both dashboards run in their own service; the
+in-process snapshots of :mod:`workbench.slurm.snapshot` would be paid once per viewer. Here
+the raw output of a :class:`~workbench.slurm.Query` is kept in a file under one directory,
+with an exclusive ``flock`` around each refresh: the first reader after ``max_age`` runs the
+command, everyone else waits for it and reads the file. A failure is remembered for
+``max_age`` too, so a controller that is down is not hammered by every viewer either.
+
+Every Slurm call made through it is appended to ``calls.log`` (time and name): that is how
+the benchmark counts calls per minute for one and for ten viewers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from workbench.slurm import Query, SlurmClient, SlurmError, SlurmUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _raw(out: str) -> str:
+    return out
+
+
+@dataclass
+class Cached:
+    """A value, when the call behind it started (epoch seconds), and the error of the last
+    refresh if it failed (the value is then the last good one, or None)."""
+
+    value: Any
+    at: float | None
+    error: str | None = None
+
+    @property
+    def age(self) -> float | None:
+        return None if self.at is None else time.time() - self.at
+
+
+class SharedCache:
+    """Files under ``directory``: ``NAME.out`` (raw output), ``NAME.meta`` (JSON: when, error),
+    ``NAME.lock``. Safe between processes (flock) and threads of one process (one flock per
+    open file description)."""
+
+    def __init__(self, directory: Path | str, client: SlurmClient):
+        self.directory = Path(directory)
+        self.client = client
+
+    def _path(self, name: str, ext: str) -> Path:
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"bad cache entry name {name!r}")
+        return self.directory / f"{name}.{ext}"
+
+    @contextmanager
+    def lock(self, name: str):
+        """Exclusive lock of entry ``name`` (between processes)."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self._path(name, "lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def meta(self, name: str) -> dict:
+        try:
+            return json.loads(self._path(name, "meta").read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    def _write(self, name: str, ext: str, data: str | bytes) -> None:
+        path = self._path(name, ext)
+        tmp = path.with_suffix(f".{ext}.tmp{os.getpid()}")
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+        os.replace(tmp, path)
+
+    def write_meta(self, name: str, **meta) -> None:
+        self._write(name, "meta", json.dumps(meta))
+
+    def count_call(self, name: str) -> None:
+        """Append one line to ``calls.log`` (a Slurm call was made for ``name``)."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.directory / "calls.log", "a") as f:
+            f.write(f"{time.time():.3f} {name}\n")
+
+    def calls(self, since: float = 0.0) -> list[tuple[float, str]]:
+        """The Slurm calls made through any process's cache since ``since`` (epoch s)."""
+        try:
+            lines = (self.directory / "calls.log").read_text().splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines:
+            at, _, name = line.partition(" ")
+            if float(at) >= since:
+                out.append((float(at), name))
+        return out
+
+    def run_counted(self, name: str, query: Query[T]) -> T:
+        """Run ``query`` now (no caching) and count the call."""
+        self.count_call(name)
+        return self.client.run(query)
+
+    def get(self, name: str, query: Query[T], max_age: float) -> Cached:
+        """``query``'s parsed answer, from a call started no more than ``max_age`` seconds ago
+        by any process. When Slurm fails, the last good answer with the error (or None)."""
+        fresh = self._fresh(name, max_age)
+        if fresh is None:
+            with self.lock(name):
+                fresh = self._fresh(name, max_age)
+                if fresh is None:
+                    fresh = self._refresh(name, query)
+        at, error = fresh
+        try:
+            text = self._path(name, "out").read_text()
+        except OSError:
+            return Cached(None, None, error or "no answer from Slurm yet")
+        good_at = self.meta(name).get("good_at")
+        return Cached(query.parse(text), good_at if error else at, error)
+
+    def _fresh(self, name: str, max_age: float) -> tuple[float, str | None] | None:
+        meta = self.meta(name)
+        at = meta.get("at")
+        if at is None or time.time() - at > max_age:
+            return None
+        return at, meta.get("error")
+
+    def _refresh(self, name: str, query: Query) -> tuple[float, str | None]:
+        started = time.time()
+        good_at = self.meta(name).get("good_at")
+        try:
+            text = self.run_counted(name, replace(query, parse=_raw))
+        except SlurmUnavailable as e:
+            error = f"Slurm did not answer ({e.stderr or 'timed out'})"
+        except SlurmError as e:
+            error = f"Slurm failed: {e.stderr or e}"
+        else:
+            self._write(name, "out", text)
+            self.write_meta(name, at=started, good_at=started, error=None)
+            return started, None
+        log.warning("%s: %s", name, error)
+        self.write_meta(name, at=started, good_at=good_at, error=error)
+        return started, error
+
+    def value(self, name: str, compute: Callable[[], Any], max_age: float, count: bool = True,
+              errors: tuple[type[Exception], ...] = (SlurmError,)) -> Cached:
+        """Like :meth:`get` for a JSON-able value computed by ``compute()`` (which runs Slurm
+        commands itself, e.g. the allocations' ``budgets``): one computation per ``max_age``.
+        ``count``: it is a Slurm call (counted in ``calls.log``); ``errors``: the failures
+        remembered as the entry's error."""
+        query = Query("value", (), json.loads)
+        fresh = self._fresh(name, max_age)
+        if fresh is None:
+            with self.lock(name):
+                fresh = self._fresh(name, max_age)
+                if fresh is None:
+                    started = time.time()
+                    good_at = self.meta(name).get("good_at")
+                    try:
+                        if count:
+                            self.count_call(name)
+                        data = json.dumps(compute(), default=str)
+                    except errors as e:
+                        error = (f"Slurm failed: {e.stderr or e}" if isinstance(e, SlurmError)
+                                 else f"{type(e).__name__}: {e}")
+                        self.write_meta(name, at=started, good_at=good_at, error=error)
+                    else:
+                        self._write(name, "out", data)
+                        self.write_meta(name, at=started, good_at=started, error=None)
+        cached_meta = self.meta(name)
+        try:
+            text = self._path(name, "out").read_text()
+        except OSError:
+            return Cached(None, None, cached_meta.get("error") or "not computed yet")
+        error = cached_meta.get("error")
+        return Cached(query.parse(text), cached_meta.get("good_at") if error
+                      else cached_meta.get("at"), error)
