@@ -1,0 +1,117 @@
+"""``{base_url}workbench/help``: JupyterLab's way to the help service, for the session's owner.
+
+The browser talks to its own server; the server calls the help service
+(``AIFACTORY_SERVICES["help"]``) with ``JUPYTERHUB_API_TOKEN``, which the hub lets reach
+that service (``access:services!service=help``) as the session's owner. A helper who joined
+through a share gets 403 here: only the owner asks, changes or stops sharing.
+
+- ``GET``: the owner's help requests and who has access to this server now;
+- ``POST`` ``{"message", "notebook", "minutes"}``: ask for help with this server;
+- ``DELETE workbench/help/{id}``: stop sharing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+SERVICE_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class HelpClient:
+    """The help service as this session reaches it, from the environment the hub gave it."""
+
+    url: str  # e.g. http://10.0.0.5:8092/services/help/
+    token: str
+    user: str
+    server: str
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> HelpClient | None:
+        try:
+            url = json.loads(env.get("AIFACTORY_SERVICES") or "{}").get("help", "")
+        except json.JSONDecodeError:
+            return None
+        token, user = env.get("JUPYTERHUB_API_TOKEN", ""), env.get("JUPYTERHUB_USER", "")
+        if not (url and token and user):
+            return None
+        return cls(url.rstrip("/") + "/", token, user, env.get("JUPYTERHUB_SERVER_NAME", ""))
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> HTTPRequest:
+        return HTTPRequest(self.url + path, method=method, body=body,
+                           request_timeout=SERVICE_TIMEOUT_S,
+                           headers={"Authorization": f"token {self.token}",
+                                    "Content-Type": "application/json"})
+
+
+class _Forwarder(APIHandler):
+    def client(self) -> HelpClient:
+        client = HelpClient.from_env()
+        if client is None:
+            raise web.HTTPError(404, "no help service for this server (not started by the hub)")
+        if self.current_user.username != client.user:
+            raise web.HTTPError(403, f"only {client.user} asks for help with or stops sharing "
+                                     "this server")
+        return client
+
+    async def fetch(self, client: HelpClient, method: str, path: str,
+                    body: bytes | None = None) -> tuple[int, dict]:
+        response = await AsyncHTTPClient().fetch(client.request(method, path, body),
+                                                 raise_error=False)
+        if response.code == 599:
+            raise web.HTTPError(502, f"the help service did not answer: {response.error}")
+        try:
+            return response.code, json.loads(response.body or b"{}")
+        except json.JSONDecodeError:
+            return response.code, {"message": response.body.decode(errors="replace")[:200]}
+
+    def reply(self, code: int, data: dict) -> None:
+        self.set_status(code)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+
+class HelpHandler(_Forwarder):
+    @web.authenticated
+    async def get(self):
+        client = self.client()
+        code, data = await self.fetch(client, "GET", "api/requests")
+        if code != 200:
+            return self.reply(code, data)
+        mine = [r for r in data["requests"]
+                if (r["owner"], r["server"]) == (client.user, client.server)]
+        _, access = await self.fetch(client, "GET",
+                                     f"api/access?server={quote(client.server, safe='')}")
+        self.reply(200, {"user": client.user, "server": client.server, "requests": mine,
+                         "access": access.get("access", [])})
+
+    @web.authenticated
+    async def post(self):
+        client = self.client()
+        body = self.get_json_body() or {}
+        if isinstance(body, dict):
+            body = {**body, "server": client.server}
+        self.reply(*await self.fetch(client, "POST", "api/requests", json.dumps(body).encode()))
+
+
+class HelpRequestHandler(_Forwarder):
+    @web.authenticated
+    async def delete(self, request_id):
+        client = self.client()
+        self.reply(*await self.fetch(client, "DELETE", f"api/requests/{request_id}"))
+
+
+def setup_handlers(serverapp) -> None:
+    base = serverapp.web_app.settings["base_url"]
+    serverapp.web_app.add_handlers(".*$", [
+        (url_path_join(base, "workbench", "help"), HelpHandler),
+        (url_path_join(base, "workbench", "help", r"(\d+)"), HelpRequestHandler),
+    ])
