@@ -1,27 +1,60 @@
-"""The one place for audit records: who did what to which job or session, and when.
+"""The one place for audit records: who did what to which job, session or dataset, and when.
 
-An append-only SQLite table under ``AIFACTORY_HOME/hub``. The spawner writes session events;
-later issues (allocations, sharing, scaling) write theirs here too. ``workbench audit`` reads it.
+An append-only table in a real database through SQLAlchemy: a SQLite file under
+``AIFACTORY_HOME/hub`` by default, or any SQLAlchemy URL (e.g.
+``postgresql+psycopg://audit@db.example.org/workbench``) given by ``WORKBENCH_AUDIT_URL``,
+which then serves every writer (spawner, hub services, CLI). The table keeps the layout it
+had as a plain SQLite file, so records written before stay readable.
+
+``AuditLog(path_or_url).record(actor, action, subject, **details)`` appends;
+``records(...)`` reads back, newest last, filtered by user, action (``dataset.*`` for a
+family), subject or dataset, and time range. ``workbench audit`` reads it.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    details TEXT NOT NULL
+from sqlalchemy import (
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
 )
-"""
+from sqlalchemy.engine import Engine
+
+#: the environment variable that points every writer at one database
+URL_ENV = "WORKBENCH_AUDIT_URL"
+
+_metadata = MetaData()
+audit_table = Table(
+    "audit", _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", String(40), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("action", String(255), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("details", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+_indexes = (Index("audit_action", audit_table.c.action),
+            Index("audit_actor", audit_table.c.actor),
+            Index("audit_at", audit_table.c.at))
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -33,42 +66,106 @@ class AuditRecord:
     details: dict
 
 
+def database_url(path: Path | str) -> str:
+    """``WORKBENCH_AUDIT_URL`` when set; else ``path`` if it is a URL; else a SQLite file."""
+    env = os.environ.get(URL_ENV, "").strip()
+    if env:
+        return env
+    text = str(path)
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).resolve()}"
+
+
+def _engine(url: str) -> Engine:
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            return engine
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 10})
+
+            @event.listens_for(engine, "connect")
+            def _wal(dbapi_conn, _record):
+                # readers never wait for a writer; a commit survives any writer's crash
+                # without an fsync each (a power cut may lose the last moments: where that
+                # matters, point WORKBENCH_AUDIT_URL at PostgreSQL)
+                dbapi_conn.execute("PRAGMA journal_mode=WAL")
+                dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        _metadata.create_all(engine, checkfirst=True)
+        for index in _indexes:
+            index.create(engine, checkfirst=True)
+        _engines[url] = engine
+        return engine
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="seconds")
+
+
 class AuditLog:
-    """``record()`` appends; ``records()`` reads back, newest last."""
+    """``record()`` appends; ``records()`` reads back, newest last.
+
+    ``path``: a SQLite file (the default store) or a SQLAlchemy URL; ``WORKBENCH_AUDIT_URL``,
+    when set, wins over both, so every writer shares one database.
+    """
 
     def __init__(self, path: Path | str):
-        self.path = Path(path)
+        self.path = path
+        self.url = database_url(path)
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=10)
-        conn.execute(_SCHEMA)
-        return conn
+    @property
+    def engine(self) -> Engine:
+        return _engine(self.url)
 
     def record(self, actor: str, action: str, subject: str, **details) -> AuditRecord:
         rec = AuditRecord(datetime.now(UTC).isoformat(timespec="seconds"),
                           actor, action, subject, details)
-        with self._connect() as conn:
-            conn.execute(
-                "INSERT INTO audit (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)",
-                (rec.at, actor, action, subject, json.dumps(details, sort_keys=True, default=str)),
-            )
+        with self.engine.begin() as conn:
+            conn.execute(insert(audit_table).values(
+                at=rec.at, actor=actor, action=action, subject=subject,
+                details=json.dumps(details, sort_keys=True, default=str)))
         return rec
 
     def records(self, action: str | None = None, actor: str | None = None,
-                limit: int = 1000) -> list[AuditRecord]:
-        sql = "SELECT at, actor, action, subject, details FROM audit"
-        where, args = [], []
+                limit: int | None = 1000, *, subject: str | None = None,
+                dataset: str | None = None, since: datetime | str | None = None,
+                until: datetime | str | None = None) -> list[AuditRecord]:
+        """The latest ``limit`` records (None: all) matching every filter given, oldest first.
+
+        ``action``: an action, or a family ending in ``*`` (``"dataset.*"``); ``actor``: the
+        user; ``subject``: the job, session or dataset acted on; ``dataset``: records about a
+        dataset (its ``dataset.*`` actions); ``since``/``until``: a time range (datetimes, or
+        ISO strings like ``2026-11-26T15:00:00+00:00``), ``since`` included, ``until`` not.
+        """
+        t = audit_table.c
+        query = select(t.at, t.actor, t.action, t.subject, t.details)
         if action:
-            where.append("action = ?")
-            args.append(action)
+            if action.endswith("*"):
+                prefix = action[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                query = query.where(t.action.like(prefix + "%", escape="\\"))
+            else:
+                query = query.where(t.action == action)
         if actor:
-            where.append("actor = ?")
-            args.append(actor)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
-        with self._connect() as conn:
-            rows = conn.execute(sql, args).fetchall()
+            query = query.where(t.actor == actor)
+        if subject:
+            query = query.where(t.subject == subject)
+        if dataset:
+            query = query.where(t.subject == dataset, t.action.like("dataset.%"))
+        if since is not None:
+            query = query.where(t.at >= _iso(since))
+        if until is not None:
+            query = query.where(t.at < _iso(until))
+        query = query.order_by(t.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
         return [AuditRecord(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in reversed(rows)]

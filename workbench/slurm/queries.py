@@ -108,3 +108,12 @@ def set_time_limit(job_id: int, minutes: int) -> Query[str]:
     """``scontrol update JobId=N TimeLimit=...`` (an operator's command: run as root)."""
     return Query("scontrol", ("update", f"JobId={int(job_id)}",
                               f"TimeLimit={parse.format_duration(int(minutes))}"), str)
+
+
+def set_admin_comment(job_id: int, text: str) -> Query[str]:
+    """``scontrol update JobId=N AdminComment=...`` (an operator's field, root only; users
+    cannot change it, and it does not touch the job's comment, where the workbench tag is).
+    ``sacct -o AdminComment`` shows it after the job."""
+    if any(c in text for c in "\n\r\t") or len(text) > 1024:
+        raise ValueError("an admin comment is one line of at most 1024 characters")
+    return Query("scontrol", ("update", f"JobId={int(job_id)}", f"AdminComment={text}"), str)

@@ -1,0 +1,483 @@
+"""The catalogue without daemons: the file and its malformed entries, search, the access
+rules, the ACLs they become, the DCAT-AP JSON-LD (rdflib, SHACL), the demo data, and the
+store the service serves (refusals, licence, no path leaks)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import rdflib
+from rdflib import namespace as ns
+
+from workbench.audit import AuditLog
+from workbench.catalogue import demodata, fsaccess, jsonld, model
+from workbench.catalogue.policy import Access, LicenceStore, Membership, ProjectInfo, decide
+from workbench.catalogue.store import CatalogueStore, Refusal
+from workbench.paths import data_file
+
+DEMO = data_file("cluster", "catalogue.yaml")
+SHAPES = Path(__file__).parent.parent / "fixtures" / "dcat-ap-3-core-shapes.ttl"
+#: rdflib 7 warns about its own internal use of deprecated names while parsing JSON-LD
+RDFLIB_QUIET = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+MEMBERS = Membership((
+    ProjectInfo("startup-helios", "startups", ("alice",)),
+    ProjectInfo("research-medai", "research", ("bob",)),
+    ProjectInfo("research-climate", "research", ("bob", "carol")),
+    ProjectInfo("industry-autotwin", "industry", ()),
+))
+
+
+@pytest.fixture(scope="module")
+def demo() -> model.Catalogue:
+    return model.load(DEMO)
+
+
+def test_the_demo_catalogue_loads_whole(demo):
+    assert demo.errors == ()
+    assert len(demo.datasets) >= 5
+    spaces = {d.data_space for d in demo.datasets}
+    assert {"energy", "mobility", "manufacturing", "agriculture", "health"} <= spaces
+    health = demo.get("health-records")
+    assert health.personal_data and health.access.licence_acceptance
+    assert health.access.programmes == ("research",)
+    assert "re-identify" in health.access.licence_text
+    assert set(demodata.DEMO) == set(demo.ids)  # every entry has its generator
+    for d in demo.datasets:
+        assert [x.file for x in d.distributions] == [demodata.DEMO[d.id][0]]
+
+
+BROKEN = textwrap.dedent("""\
+    datasets:
+      good-one:
+        title: Good
+        description: A good one
+        theme: ENER
+        publisher: Someone
+        licence: http://publications.europa.eu/resource/authority/licence/CC0
+        access_rights: PUBLIC
+        distributions: [{file: a.parquet, format: parquet}]
+        access: {programmes: all}
+      bad-theme:
+        title: Bad
+        description: Its theme is no EU theme
+        theme: FOOD
+        publisher: Someone
+        licence: http://publications.europa.eu/resource/authority/licence/CC0
+        access_rights: PUBLIC
+        distributions: [{file: a.parquet, format: PARQUET}]
+        access: {programmes: all}
+      bad-path:
+        title: Bad
+        description: A distribution outside its directory
+        theme: ENER
+        publisher: Someone
+        licence: http://publications.europa.eu/resource/authority/licence/CC0
+        access_rights: PUBLIC
+        distributions:
+          - {file: ../../etc/shadow, format: PARQUET}
+        access: {programmes: all}
+      Bad_Id:
+        title: x
+      no-licence-text:
+        title: Gated
+        description: Gated without the text to show
+        theme: HEAL
+        publisher: Someone
+        licence: https://example.org/dua
+        access_rights: RESTRICTED
+        distributions: [{file: a.parquet, format: PARQUET}]
+        access: {programmes: [research], licence_acceptance: true}
+      no-title:
+        description: missing its title
+    """)
+
+
+def test_a_malformed_entry_is_reported_with_its_id_and_line_and_the_rest_load(tmp_path):
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(BROKEN)
+    cat = model.load(path)
+    assert cat.ids == ["good-one"]
+    errors = {e.dataset: e for e in cat.errors}
+    assert set(errors) == {"bad-theme", "bad-path", "Bad_Id", "no-licence-text", "no-title"}
+    assert errors["bad-theme"].line == 14 and "FOOD" in errors["bad-theme"].message
+    assert errors["bad-path"].line == 28 and "no '/'" in errors["bad-path"].message
+    assert errors["Bad_Id"].line == 30
+    assert errors["no-licence-text"].line == 40 and "licence_text" in str(
+        errors["no-licence-text"])
+    assert "title is missing" in errors["no-title"].message
+    assert str(errors["bad-theme"]).startswith(f"{path}:14: dataset bad-theme:")
+
+
+def test_an_unreadable_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("datasets:\n  a: {title: x}\n  a: {title: y}\n")
+    with pytest.raises(model.CatalogueError, match="written twice"):
+        model.load(path)
+    path.write_text("- just a list\n")
+    with pytest.raises(model.CatalogueError, match="datasets"):
+        model.load(path)
+
+
+def test_search_filters(demo):
+    ids = lambda found: [d.id for d in found]  # noqa: E731
+    assert ids(demo.search(q="grid load")) == ["grid-load"]
+    assert ids(demo.search(theme="heal")) == ["health-records"]
+    assert ids(demo.search(personal_data=True)) == ["health-records"]
+    assert len(demo.search(personal_data=False)) == len(demo.datasets) - 1
+    assert ids(demo.search(licence="http://publications.europa.eu/resource/"
+                            "authority/licence/CC0")) == ["crop-yields"]
+    assert len(demo.search(fmt="parquet")) == len(demo.datasets)
+    assert demo.search(fmt="CSV") == []
+    assert demo.search(q="no such words anywhere") == []
+
+
+def test_alice_is_refused_health_and_told_who_may(demo):
+    d = demo.get("health-records")
+    decision = decide(d, "alice", MEMBERS, accepted=False)
+    assert decision.access is Access.REFUSED
+    assert "programme research" in decision.reason
+    assert "startup-helios (programme startups) may not" in decision.reason
+
+
+def test_bob_must_accept_the_licence_first(demo):
+    d = demo.get("health-records")
+    first = decide(d, "bob", MEMBERS, accepted=False)
+    assert first.access is Access.LICENCE_REQUIRED and "accept" in first.reason
+    after = decide(d, "bob", MEMBERS, accepted=True)
+    assert after.access is Access.ALLOWED and after.project == "research-medai"
+    assert decide(d, "bob", MEMBERS, True, project="research-climate").project == \
+        "research-climate"
+    refused = decide(d, "bob", MEMBERS, True, project="startup-helios")
+    assert refused.access is Access.REFUSED and "not a member" in refused.reason
+
+
+def test_a_user_without_project_is_refused_everything(demo):
+    for d in demo.datasets:
+        decision = decide(d, "sam", MEMBERS, accepted=True)
+        assert decision.access is Access.REFUSED
+        assert "member of no project" in decision.reason
+
+
+def test_programme_and_project_rules(demo):
+    sensors = demo.get("machine-sensors")
+    assert decide(sensors, "alice", MEMBERS, False).access is Access.ALLOWED
+    assert decide(sensors, "bob", MEMBERS, False).access is Access.REFUSED
+    only_climate = replace(sensors, id="x",
+                           access=model.AccessPolicy(projects=("research-climate",)))
+    assert decide(only_climate, "bob", MEMBERS, False).project == "research-climate"
+    assert decide(only_climate, "alice", MEMBERS, False).access is Access.REFUSED
+
+
+def test_licence_store_keeps_acceptances_per_licence(demo, tmp_path):
+    store = LicenceStore(tmp_path / "licences.json")
+    d = demo.get("health-records")
+    assert not store.accepted(d, "bob")
+    assert store.accept(d, "bob") is True
+    assert store.accept(d, "bob") is False  # once
+    assert store.accepted(d, "bob") and store.acceptors(d) == {"bob"}
+    assert oct((tmp_path / "licences.json").stat().st_mode & 0o777) == "0o600"
+    newer = replace(d, licence="https://example.org/dua-2.0")
+    assert not store.accepted(newer, "bob")  # a new licence must be accepted again
+    assert store.withdraw(d, "bob") and not store.accepted(d, "bob")
+
+
+def test_acls_follow_projects_and_acceptances(demo):
+    grid, sensors, health = (demo.get(i) for i in ("grid-load", "machine-sensors",
+                                                     "health-records"))
+    assert fsaccess.wanted_acl(grid, MEMBERS, set()) == [
+        "group:aif-industry-autotwin", "group:aif-research-climate", "group:aif-research-medai",
+        "group:aif-startup-helios"]
+    assert fsaccess.wanted_acl(sensors, MEMBERS, set()) == [
+        "group:aif-industry-autotwin", "group:aif-startup-helios"]
+    # gated: only members of an allowed project who accepted; alice's acceptance counts nothing
+    assert fsaccess.wanted_acl(health, MEMBERS, set()) == []
+    assert fsaccess.wanted_acl(health, MEMBERS, {"bob", "alice"}) == ["user:bob"]
+    without_bob = Membership(tuple(ProjectInfo(p.name, p.programme, tuple(
+        m for m in p.members if m != "bob")) for p in MEMBERS.projects))
+    assert fsaccess.wanted_acl(health, without_bob, {"bob"}) == []
+    assert fsaccess._acl_text(["user:bob"], directory=True) == \
+        "user::rwx,group::---,other::---,mask::r-x,user:bob:r-x"
+    assert fsaccess._acl_text(["user:bob"], directory=False) == \
+        "user::rw-,group::---,other::---,mask::r--,user:bob:r--"
+
+
+def test_group_names_fit_unix_limits():
+    assert fsaccess.group_name("research-medai") == "aif-research-medai"
+    long = fsaccess.group_name("a-very-long-project-name-that-goes-on")
+    assert len(long) <= 32 and long.startswith("aif-a-very")
+    assert long != fsaccess.group_name("a-very-long-project-name-that-goes-onward")
+
+
+def _graph(doc) -> rdflib.Graph:
+    return rdflib.Graph().parse(data=jsonld.dumps(doc), format="json-ld")
+
+
+@RDFLIB_QUIET
+def test_jsonld_parses_with_rdflib_and_holds_every_valid_dataset(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(DEMO.read_text() + textwrap.indent(BROKEN.split("\n", 1)[1], ""))
+    cat = model.load(path)
+    assert len(cat.errors) == 5
+    doc = jsonld.catalogue_document(cat, "https://hub.example.eu/services/catalogue/api/",
+                                    Path("/shared/datasets"), readable={"grid-load"})
+    g = _graph(doc)
+    datasets = set(g.subjects(ns.RDF.type, ns.DCAT.Dataset))
+    assert len(datasets) == len(cat.datasets)
+    ids = {str(g.value(s, ns.DCTERMS.identifier)) for s in datasets}
+    assert ids == set(cat.ids)
+    health = rdflib.URIRef("https://hub.example.eu/services/catalogue/api/datasets/"
+                           "health-records")
+    dist = g.value(health, ns.DCAT.distribution)
+    assert str(g.value(dist, ns.DCTERMS.license)) == \
+        "https://health.example.eu/licences/research-dua-1.0"
+    assert g.value(dist, ns.DCAT.downloadURL) is None  # not readable: no location
+    grid = rdflib.URIRef("https://hub.example.eu/services/catalogue/api/datasets/grid-load")
+    assert str(g.value(g.value(grid, ns.DCAT.distribution), ns.DCAT.downloadURL)) == \
+        "file:///shared/datasets/grid-load/grid_load.parquet"
+    assert str(g.value(health, ns.DCAT.theme)) == \
+        "http://publications.europa.eu/resource/authority/data-theme/HEAL"
+
+
+@RDFLIB_QUIET
+def test_jsonld_conforms_to_the_handwritten_dcat_ap_3_core_shapes(demo):
+    from pyshacl import validate
+
+    doc = jsonld.catalogue_document(demo, "https://hub.example.eu/services/catalogue/api/",
+                                    Path("/shared/datasets"))
+    conforms, _, text = validate(_graph(doc), shacl_graph=str(SHAPES), inference="none",
+                                 allow_warnings=True)
+    assert conforms, text
+    # and the shapes do bite: a catalogue without a publisher's class, a dataset sans title
+    g = _graph(doc)
+    g.remove((None, ns.DCTERMS.title, None))
+    conforms, _, text = validate(g, shacl_graph=str(SHAPES), inference="none",
+                                 allow_warnings=True)
+    assert not conforms and "dct:title" in text.replace(str(ns.DCTERMS), "dct:")
+
+
+def test_demo_data_is_deterministic_and_realistic(tmp_path):
+    demodata.generate(tmp_path / "a", only=["crop-yields"])
+    demodata.generate(tmp_path / "b", only=["crop-yields"])
+    a = tmp_path / "a" / "crop-yields" / "crop_yields.parquet"
+    assert a.read_bytes() == (tmp_path / "b" / "crop-yields" / "crop_yields.parquet").read_bytes()
+    assert oct((tmp_path / "a" / "crop-yields").stat().st_mode & 0o777) == "0o700"
+    df = pq.read_table(a).to_pandas()
+    assert len(df) > 10_000
+    assert set(df.crop) >= {"wheat", "maize"} and df.year.between(2000, 2024).all()
+    assert (df.yield_t_ha > 0).all()
+    before = a.stat().st_mtime_ns
+    assert demodata.generate(tmp_path / "a", only=["crop-yields"]) == []  # once
+    assert a.stat().st_mtime_ns == before
+
+
+@pytest.fixture
+def store(tmp_path, demo):
+    root = tmp_path / "datasets"
+    demodata.generate(root, only=["crop-yields"])
+    return CatalogueStore(DEMO, root, AuditLog(tmp_path / "audit.sqlite"), None,
+                          LicenceStore(tmp_path / "licences.json"), membership=lambda: MEMBERS,
+                          enforce=False)
+
+
+async def test_store_refuses_with_reasons_and_never_leaks_a_path(store):
+    page, total = store.list("alice")
+    listed = {d["id"]: d for d in page}
+    assert total == len(listed) == 5
+    assert [d["id"] for d in store.list("alice", offset=1, limit=2)[0]] == [
+        "traffic-counts", "machine-sensors"]
+    assert listed["health-records"]["access"]["status"] == "refused"
+    assert "path" not in str(listed)
+    details = store.details("alice", "health-records")
+    assert "path" not in details and "distributions" not in details
+    with pytest.raises(Refusal) as e:
+        await store.open("alice", "health-records")
+    assert e.value.status == 403 and "programme research" in e.value.message
+    for bad, status in (("../etc", 400), ("..%2F", 400), ("nope", 404), ("A" * 500, 400)):
+        with pytest.raises(Refusal) as e:
+            store.details("alice", bad)
+        assert e.value.status == status
+    with pytest.raises(Refusal) as e:
+        store.accept_licence("alice", "crop-yields")
+    assert e.value.status == 400 and "needs no licence" in e.value.message
+    with pytest.raises(Refusal) as e:
+        await store.open("sam", "crop-yields")
+    assert e.value.status == 403 and "no project" in e.value.message
+    actions = [(r.actor, r.action, r.subject) for r in store.audit.records()]
+    assert actions == [("alice", "dataset.refused", "health-records"),
+                       ("sam", "dataset.refused", "crop-yields")]
+
+
+async def test_store_opens_after_acceptance_and_records_it(store):
+    with pytest.raises(Refusal) as e:
+        await store.open("bob", "health-records")
+    assert e.value.extra == {"access": "licence-required"}
+    answer = store.accept_licence("bob", "health-records")
+    assert answer["new"] and answer["access"]["status"] == "allowed"
+    opened = await store.open("bob", "crop-yields", project="research-climate")
+    assert opened["path"].endswith("/crop-yields")
+    [dist] = opened["distributions"]
+    assert dist["byte_size"] == Path(dist["path"]).stat().st_size and len(dist["checksum"]) == 64
+    recs = store.audit.records(action="dataset.*")
+    assert [r.action for r in recs] == ["dataset.refused", "dataset.licence-accepted",
+                                        "dataset.opened"]
+    assert recs[-1].details["project"] == "research-climate"
+
+
+def test_ai_act_summary_lists_exactly_what_the_project_opened(tmp_path, demo):
+    from workbench.catalogue import aiact
+
+    root = tmp_path / "datasets"
+    demodata.generate(root, only=["crop-yields"])
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    audit.record("bob", "dataset.licence-accepted", "health-records", project="research-medai")
+    audit.record("bob", "dataset.opened", "health-records", project="research-medai", job_id=7)
+    audit.record("bob", "dataset.opened", "crop-yields", project="research-medai", job_id=8)
+    audit.record("bob", "dataset.opened", "crop-yields", project="research-medai", job_id=8)
+    audit.record("bob", "dataset.opened", "grid-load", project="research-climate", job_id=9)
+    audit.record("alice", "dataset.refused", "health-records", project="startup-helios")
+    s = aiact.build("research-medai", "research", audit, demo, root)
+    assert sorted(s.datasets) == ["crop-yields", "health-records"]
+    [crops] = s.sources["publicly_available_datasets"]
+    assert crops.opens == 2 and crops.jobs == [8] and crops.rows > 10_000
+    assert crops.byte_size == (root / "crop-yields" / "crop_yields.parquet").stat().st_size
+    assert crops.first_access <= crops.last_access
+    [health] = s.sources["private_third_party_datasets"]
+    assert health.personal_data and health.licence_accepted_by == ["bob"]
+    assert health.byte_size is None  # not generated here: the summary says unknown
+    assert s.general["personal_data"] is True
+    assert aiact.build("research-medai", "research", audit, demo, root, job=7).datasets == [
+        "health-records"]
+    assert aiact.build("startup-helios", "startups", audit, demo, root).datasets == []
+    text = aiact.markdown(s)
+    for heading in ("## 1. General information", "### 2.1 Publicly available datasets",
+                    "### 2.2 Private datasets obtained from third parties",
+                    "### 2.6 Other sources of data", "## 3. Data processing aspects",
+                    "## What this summary cannot know"):
+        assert heading in text
+    assert "read without the catalogue" in text and "| Crop yields per region and year" in text
+    assert json.loads(s.to_json())["sources"]["publicly_available_datasets"][0]["id"] == \
+        "crop-yields"
+
+
+def test_audit_on_sqlalchemy_keeps_old_records_and_filters(tmp_path, monkeypatch):
+    import sqlite3
+
+    old = tmp_path / "old.sqlite"  # a store written by the plain-sqlite audit of before
+    conn = sqlite3.connect(old)
+    conn.execute("CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, "
+                 "actor TEXT NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL, "
+                 "details TEXT NOT NULL)")
+    conn.execute("INSERT INTO audit (at, actor, action, subject, details) VALUES "
+                 "('2026-01-01T10:00:00+00:00', 'bob', 'session.submit', 'bob', '{\"job_id\": 3}')")
+    conn.commit()
+    conn.close()
+    log = AuditLog(old)
+    assert log.url == f"sqlite:///{old}"
+    log.record("bob", "dataset.opened", "grid-load", job_id=4)
+    log.record("alice", "dataset.refused", "health-records")
+    log.record("bob", "dataset.licence-accepted", "health-records")
+    assert [r.action for r in log.records()] == ["session.submit", "dataset.opened",
+                                                 "dataset.refused", "dataset.licence-accepted"]
+    assert log.records()[0].details == {"job_id": 3}
+    assert [r.subject for r in log.records(action="dataset.*", actor="bob")] == [
+        "grid-load", "health-records"]
+    assert [r.actor for r in log.records(dataset="health-records")] == ["alice", "bob"]
+    assert [r.action for r in log.records(until="2026-06-01")] == ["session.submit"]
+    assert len(log.records(since="2026-06-01")) == 3
+    assert len(log.records(limit=2)) == 2 and log.records(limit=2)[-1].actor == "bob"
+    assert log.records(action="dataset_*") == []  # '_' is no wildcard
+    # one URL for every writer: WORKBENCH_AUDIT_URL wins over the path given
+    other = tmp_path / "shared.sqlite"
+    monkeypatch.setenv("WORKBENCH_AUDIT_URL", f"sqlite:///{other}")
+    shared = AuditLog(old)
+    shared.record("sam", "help.requested", "x")
+    assert shared.url == f"sqlite:///{other}" and [r.actor for r in shared.records()] == ["sam"]
+
+
+def test_audit_cli_time_filters():
+    import argparse
+    from datetime import UTC, datetime, timedelta
+
+    from workbench.cli import _when, parser
+
+    assert _when("2026-11-26") == datetime(2026, 11, 26, tzinfo=UTC)
+    assert abs(_when("2h") - (datetime.now(UTC) - timedelta(hours=2))).total_seconds() < 5
+    with pytest.raises(argparse.ArgumentTypeError, match="no time"):
+        _when("yesterday")
+    args = parser().parse_args(["audit", "--user", "bob", "--action", "dataset.*",
+                                "--dataset", "health-records", "--since", "7d"])
+    assert (args.user, args.action, args.dataset) == ("bob", "dataset.*", "health-records")
+    args = parser().parse_args(["ai-act-summary", "research-medai", "--job", "12", "--json"])
+    assert (args.project, args.job, args.json) == ("research-medai", 12, True)
+
+
+def test_a_handle_reads_the_same_frame_as_pyarrow(tmp_path):
+    from workbench.catalogue.client import DatasetHandle
+
+    demodata.generate(tmp_path, only=["crop-yields"])
+    path = tmp_path / "crop-yields" / "crop_yields.parquet"
+    handle = DatasetHandle("crop-yields", path.parent, {}, [
+        {"file": path.name, "path": str(path), "format": "PARQUET"}])
+    expected = pq.read_table(path).to_pandas()
+    got = handle.to_pandas()
+    assert got.equals(expected) and list(got.dtypes) == list(expected.dtypes)
+    assert list(handle.to_pandas(columns=["crop", "year"]).columns) == ["crop", "year"]
+
+
+def test_the_catalogue_service_is_registered_for_every_user():
+    from workbench import services
+    from workbench.hubconfig import Site
+
+    site = Site()
+    [svc] = [s for s in services.registry(site) if s.name == "catalogue"]
+    assert (svc.port, svc.access, svc.display) == (8091, (services.EVERY_USER,), True)
+    assert svc.argv[1:] == ("-m", "extensions.catalogue")
+    assert services.user_service_urls(site)["catalogue"] == \
+        "http://127.0.0.1:8091/services/catalogue/"
+    assert "access:services!service=catalogue" in services.user_service_scopes(site)
+
+
+def test_the_facade_exports_the_dataset_api_without_pulling_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, aifactory as af; af.datasets; af.open_dataset; af.DatasetPicker; "
+            "print(sorted(m for m in ('torch', 'dask', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_lineage_goes_into_the_admin_comment_not_the_comment():
+    from workbench.catalogue.lineage import admin_comment
+    from workbench.slurm import SlurmClient, queries
+
+    text = admin_comment(["grid-load", "health-records"])
+    assert text == "workbench:datasets=grid-load,health-records"
+    q = queries.set_admin_comment(42, text)
+    assert SlurmClient(bindir="/usr/bin").argv(q)[1:] == [
+        "update", "JobId=42", "AdminComment=workbench:datasets=grid-load,health-records"]
+    with pytest.raises(ValueError, match="one line"):
+        queries.set_admin_comment(42, "a\nComment=evil")
+
+
+def test_a_catalogue_broken_while_served_keeps_the_last_good_one(tmp_path):
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(DEMO.read_text())
+    store = CatalogueStore(path, tmp_path, AuditLog(tmp_path / "audit.sqlite"), None,
+                           LicenceStore(tmp_path / "licences.json"),
+                           membership=lambda: MEMBERS, enforce=False)
+    assert store.list("alice")[1] == 5
+    path.write_text("datasets: [this is: not: yaml")
+    assert store.list("alice")[1] == 5
+    path.write_text(DEMO.read_text() + BROKEN.split("\n", 1)[1])
+    assert store.list("alice")[1] == 6  # good-one joins; the malformed are skipped
+    with pytest.raises(Refusal) as e:
+        store.details("alice", "grid-load\n")
+    assert e.value.status == 400
