@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from .. import linedyaml
+from ..linedyaml import Lined, LinedList
 from ..paths import FactoryHome, data_file
 from ..slurm.models import Node
 from .guards import MAX_RESERVING, is_guard_name
@@ -32,50 +34,6 @@ class AllocationError(ValueError):
     """The allocations file is wrong; nothing was applied."""
 
 
-class _LineLoader(yaml.SafeLoader):
-    """Keeps the line of every mapping key and list item, so errors can name it."""
-
-
-class _Lined(dict):
-    def __init__(self, mapping, lines, line):
-        super().__init__(mapping)
-        self.lines = lines
-        self.line = line
-
-    def line_of(self, key) -> int:
-        return self.lines.get(key, self.line)
-
-
-class _LinedList(list):
-    def __init__(self, items, lines, line):
-        super().__init__(items)
-        self.lines = lines
-        self.line = line
-
-    def line_of(self, index) -> int:
-        return self.lines[index] if 0 <= index < len(self.lines) else self.line
-
-
-def _construct_mapping(loader, node):
-    mapping = loader.construct_mapping(node, deep=True)
-    lines = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in lines:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"{key!r} is written twice (first on line {lines[key]})",
-                key_node.start_mark)
-        lines[key] = key_node.start_mark.line + 1
-    return _Lined(mapping, lines, node.start_mark.line + 1)
-
-
-def _construct_sequence(loader, node):
-    return _LinedList(loader.construct_sequence(node, deep=True),
-                      [n.start_mark.line + 1 for n in node.value], node.start_mark.line + 1)
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
 def default_path(home: FactoryHome | None = None) -> Path:
@@ -105,7 +63,7 @@ class _Checker:
         self.path = path
 
     def fail(self, where, key, message):
-        line = where.line_of(key) if isinstance(where, (_Lined, _LinedList)) else "?"
+        line = where.line_of(key) if isinstance(where, (Lined, LinedList)) else "?"
         if isinstance(line, int) and line < 1:
             line = 1
         raise AllocationError(f"{self.path}:{line}: {message}")
@@ -116,7 +74,7 @@ def load(path: Path | None = None, check_users: bool = True,
     """Read and check the allocations file (see :mod:`workbench.allocations`)."""
     path = Path(path) if path else default_path()
     try:
-        raw = yaml.load(path.read_text(), Loader=_LineLoader)  # noqa: S506 (safe loader)
+        raw = linedyaml.load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise AllocationError(f"{path}: cannot read: {e}") from e
     c = _Checker(path)
@@ -134,7 +92,7 @@ def load(path: Path | None = None, check_users: bool = True,
     grant_lines: dict[str, tuple] = {}  # project -> where its grant was written
     for pname, pspec in progs_raw.items():
         if pspec is None:
-            pspec = _Lined({}, {}, progs_raw.line_of(pname))
+            pspec = Lined({}, {}, progs_raw.line_of(pname))
         if not isinstance(pspec, dict):
             c.fail(progs_raw, pname, f"programme {pname!r} must be a mapping")
         _check_name(c, progs_raw, pname, seen, "programme")
@@ -217,7 +175,7 @@ def _reserves(c: _Checker, pspec, pname: str, totals) -> tuple[Reserve, ...]:
 
 
 def _projects_raw(c: _Checker, pspec, pname: str):
-    projs_raw = pspec.get("projects") or _Lined({}, {}, pspec.line)
+    projs_raw = pspec.get("projects") or Lined({}, {}, pspec.line)
     if not isinstance(projs_raw, dict):
         c.fail(pspec, "projects", f"programme {pname}: projects must be a mapping")
     return projs_raw
@@ -225,7 +183,7 @@ def _projects_raw(c: _Checker, pspec, pname: str):
 
 def _project(c: _Checker, projs_raw, name, spec, pname, seen, check_users):
     """The project and the mapping it was written in."""
-    spec = spec if spec is not None else _Lined({}, {}, projs_raw.line_of(name))
+    spec = spec if spec is not None else Lined({}, {}, projs_raw.line_of(name))
     if not isinstance(spec, dict):
         c.fail(projs_raw, name, f"project {name!r} must be a mapping")
     _check_name(c, projs_raw, name, seen, f"project of {pname}")

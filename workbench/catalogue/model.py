@@ -41,6 +41,8 @@ from pathlib import Path
 
 import yaml
 
+from .. import linedyaml
+from ..linedyaml import Lined
 from ..paths import FactoryHome, data_file
 
 #: a dataset id: also its directory name on the shared storage, so no '/', '.', '..'
@@ -216,34 +218,6 @@ class Catalogue:
 
 # -- loading ------------------------------------------------------------------------------
 
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader that keeps the line of every mapping and each of its keys."""
-
-
-class _Lined(dict):
-    def __init__(self, mapping, lines, line):
-        super().__init__(mapping)
-        self.lines = lines
-        self.line = line
-
-    def line_of(self, key) -> int:
-        return self.lines.get(key, self.line)
-
-
-def _construct_mapping(loader, node):
-    loader.flatten_mapping(node)
-    lines: dict = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in lines:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"{key!r} is written twice (first on line {lines[key]})",
-                key_node.start_mark)
-        lines[key] = key_node.start_mark.line + 1
-    return _Lined(loader.construct_mapping(node, deep=True), lines, node.start_mark.line + 1)
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def default_path(home: FactoryHome | None = None) -> Path:
@@ -259,7 +233,7 @@ class _Bad(Exception):
         self.message = message
 
 
-def _str(spec: _Lined, key: str, required: bool = False, default: str = "") -> str:
+def _str(spec: Lined, key: str, required: bool = False, default: str = "") -> str:
     value = spec.get(key)
     if value is None:
         if required:
@@ -387,8 +361,7 @@ def load(path: Path | str | None = None, text: str | None = None) -> Catalogue:
     cannot be read; a malformed entry lands in ``errors`` and the others load."""
     path = Path(path) if path else default_path()
     try:
-        raw = yaml.load(text if text is not None else path.read_text(),  # noqa: S506
-                        Loader=_LineLoader)
+        raw = linedyaml.load(text if text is not None else path.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise CatalogueError(f"{path}: cannot read: {e}") from e
     if not isinstance(raw, dict) or not isinstance(raw.get("datasets"), dict):
@@ -402,7 +375,7 @@ def load(path: Path | str | None = None, text: str | None = None) -> Catalogue:
     for dataset_id, spec in entries.items():
         try:
             datasets.append(parse_dataset(dataset_id, spec if spec is not None else
-                                          _Lined({}, {}, entries.line_of(dataset_id)),
+                                          Lined({}, {}, entries.line_of(dataset_id)),
                                           entries.line_of(dataset_id)))
         except _Bad as bad:
             errors.append(EntryError(str(dataset_id), bad.line or entries.line_of(dataset_id),
