@@ -3,6 +3,9 @@
 Every job the spawner submits carries a tag (its comment) naming hub, user and server. A
 tagged job of *this* hub whose id is in no server's state (the hub forgot it, a spawn was
 abandoned, a database was restored) is cancelled and logged, at hub start-up and periodically.
+A worker job (Dask workers, torch runs started from a notebook: its tag names the owning
+session's job, :func:`~workbench.tags.worker_tag`) is an orphan as soon as that session job is
+no longer owned by a server or no longer active: nothing runs on after its session.
 Runs as the JupyterHub service ``workbench-reconciler`` (``workbench reconcile``), with the
 ``admin:server_state`` scope to read which job each server holds.
 """
@@ -29,6 +32,11 @@ class Orphan:
     job: Job
     user: str
     server: str
+    session: int | None = None  # the owning session's job id, for a worker job
+
+    @property
+    def is_worker(self) -> bool:
+        return self.session is not None
 
 
 def owned_job_ids(api_url: str, token: str, timeout: float = 30) -> set[int]:
@@ -55,12 +63,22 @@ def owned_job_ids(api_url: str, token: str, timeout: float = 30) -> set[int]:
 
 def find_orphans(jobs: Iterable[Job], owned: set[int], hub_id: str, min_age_s: float,
                  now: datetime | None = None) -> list[Orphan]:
-    """Active jobs tagged for ``hub_id``, older than ``min_age_s``, that no server owns."""
+    """Active jobs tagged for ``hub_id``: sessions older than ``min_age_s`` that no server
+    owns, and workers whose session job is not owned or not active (any age)."""
     now = now or datetime.now(UTC)
+    jobs = list(jobs)
+    active = {j.job_id for j in jobs if j.state.is_active}
     out = []
     for job in jobs:
         tag = parse_job_tag(job.comment)
-        if not tag or tag["hub"] != hub_id or not job.state.is_active or job.job_id in owned:
+        if not tag or tag["hub"] != hub_id or not job.state.is_active:
+            continue
+        if "session" in tag:
+            session = int(tag["session"])
+            if session not in owned or session not in active:
+                out.append(Orphan(job, tag["user"], tag["server"], session))
+            continue
+        if job.job_id in owned:
             continue
         age = (now - job.submit_time).total_seconds() if job.submit_time else min_age_s
         if age >= min_age_s:
@@ -75,16 +93,27 @@ def reconcile_once(slurm: SlurmClient, api_url: str, token: str, hub_id: str,
     owned = owned_job_ids(api_url, token)
     orphans = find_orphans(jobs, owned, hub_id, min_age_s)
     for o in orphans:
-        log.warning("cancelling orphan job %s of %s/%s (%s, submitted %s): no server owns it",
-                    o.job.job_id, o.user, o.server, o.job.state.value, o.job.submit_time)
+        if o.is_worker:
+            log.warning("cancelling worker job %s of %s/%s (%s): its session job %s is gone",
+                        o.job.job_id, o.user, o.server, o.job.state.value, o.session)
+        else:
+            log.warning("cancelling orphan job %s of %s/%s (%s, submitted %s): no server owns "
+                        "it", o.job.job_id, o.user, o.server, o.job.state.value,
+                        o.job.submit_time)
         try:
             slurm.run(queries.cancel(o.job.job_id))
         except SlurmError as e:
             log.error("could not cancel orphan job %s: %s", o.job.job_id, e)
             continue
         if audit is not None:
-            audit.record("workbench-reconciler", "session.orphan-cancelled",
-                         f"{o.user}/{o.server}", job_id=o.job.job_id, state=o.job.state.value)
+            if o.is_worker:
+                audit.record("workbench-reconciler", "worker.orphan-cancelled",
+                             f"{o.user}/{o.server}", job_id=o.job.job_id,
+                             state=o.job.state.value, session_job_id=o.session)
+            else:
+                audit.record("workbench-reconciler", "session.orphan-cancelled",
+                             f"{o.user}/{o.server}", job_id=o.job.job_id,
+                             state=o.job.state.value)
     return orphans
 
 

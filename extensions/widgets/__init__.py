@@ -1,0 +1,1 @@
+"""Notebook widgets: views over plain ``workbench`` objects (see STYLE.md "Widgets")."""

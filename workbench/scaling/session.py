@@ -1,0 +1,178 @@
+"""The session a notebook runs in, as worker jobs need it.
+
+A session is a Slurm job of the user (started by the hub's ``SlurmGPUSpawner``); its kernel
+runs as the user on the session's node with ``SLURM_CONF`` set. Worker jobs are submitted from
+there, as the user, and belong to the session: their tag (Slurm comment) is the session's own
+plus ``session=<job id>`` (:func:`workbench.tags.worker_tag`), so that the hub's reconciler
+and the spawner's ``stop()`` can cancel them once the session is gone.
+
+The cluster view and budgets come from the spawn form's own code
+(:class:`spawners.options.ClusterOptionsMixin`): one source for what a user may ask for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from ..resources import ClusterView
+from ..slurm import SlurmClient, queries
+from ..tags import parse_job_tag, worker_tag
+
+log = logging.getLogger(__name__)
+
+#: prefixes of variables a worker job must not inherit from the session: Slurm's job
+#: variables (they describe the session's allocation, not the new one), the hub's (the
+#: server's API token above all) and torch's rendezvous variables
+_DROP_PREFIXES = ("SLURM_", "SLURMD_", "SRUN_", "SBATCH_", "SALLOC_", "JUPYTERHUB_", "JPY_",
+                  "SUBMITIT_")
+_DROP_NAMES = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK",
+               "LOCAL_WORLD_SIZE", "CUDA_VISIBLE_DEVICES")
+#: kept although they match a prefix above: the cluster's config
+_KEEP = ("SLURM_CONF",)
+
+_environ_lock = threading.Lock()
+
+
+class NotInSession(RuntimeError):
+    """Worker jobs are started from a workbench session (a notebook server job) only."""
+
+
+def submission_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without what a job submitted from inside a session must not inherit."""
+    return {k: v for k, v in environ.items()
+            if k in _KEEP or not (k.startswith(_DROP_PREFIXES) or k in _DROP_NAMES)}
+
+
+class clean_environ:  # noqa: N801 (a context manager used like a function)
+    """``with clean_environ():`` runs a launcher that calls ``sbatch`` with ``os.environ``
+    (submitit) with :func:`submission_env` in place; the session's variables come back after.
+    """
+
+    def __enter__(self):
+        _environ_lock.acquire()
+        self._saved = dict(os.environ)
+        clean = submission_env(self._saved)
+        for k in set(self._saved) - set(clean):
+            del os.environ[k]
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            os.environ.clear()
+            os.environ.update(self._saved)
+        finally:
+            _environ_lock.release()
+        return False
+
+
+def run_sync(coro):
+    """Run ``coro`` to completion from synchronous code, also inside a running event loop
+    (a Jupyter kernel's), by giving it a loop of its own in a thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as e:  # noqa: BLE001 - handed back to the caller below
+            box["error"] = e
+
+    t = threading.Thread(target=target, name="workbench-scaling-sync")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@dataclass(frozen=True)
+class Session:
+    """Who and where the notebook is: user, session job, its node and that node's address."""
+
+    user: str
+    job_id: int
+    node: str
+    address: str
+    tag: str
+    service_prefix: str = ""
+    slurm: SlurmClient = field(default_factory=SlurmClient, compare=False, repr=False)
+
+    @classmethod
+    def current(cls, slurm: SlurmClient | None = None,
+                environ: Mapping[str, str] | None = None) -> Session:
+        """The session this process runs in, from its environment and Slurm.
+
+        Raises :class:`NotInSession` outside a workbench session job."""
+        env = os.environ if environ is None else environ
+        slurm = slurm or SlurmClient(slurm_conf=env.get("SLURM_CONF") or None)
+        job_id = env.get("SLURM_JOB_ID", "")
+        if not job_id.isdigit():
+            raise NotInSession(
+                "This is not a workbench session (no SLURM_JOB_ID): start a server from the "
+                "hub and scale from its notebooks, so that the workers belong to a session.")
+        job = next((j for j in slurm.run(queries.jobs()) if j.job_id == int(job_id)), None)
+        if job is None or not job.state.is_running:
+            raise NotInSession(f"Session job {job_id} is not running in Slurm.")
+        tag = job.comment
+        if parse_job_tag(tag) is None or "session" in (parse_job_tag(tag) or {}):
+            raise NotInSession(
+                f"Job {job_id} is not a workbench session (its comment is {tag!r}); worker "
+                "jobs are started from a notebook server the hub started.")
+        node = env.get("SLURMD_NODENAME") or job.batch_host
+        address = next((n.address for n in slurm.run(queries.nodes()) if n.name == node), "")
+        if not address:
+            raise NotInSession(f"Slurm does not know the address of node {node!r}.")
+        return cls(user=getpass.getuser(), job_id=int(job_id), node=node, address=address,
+                   tag=tag, service_prefix=env.get("JUPYTERHUB_SERVICE_PREFIX", ""),
+                   slurm=slurm)
+
+    @property
+    def worker_tag(self) -> str:
+        """The comment every worker job of this session carries."""
+        return worker_tag(self.tag, self.job_id)
+
+    def worker_jobs(self, jobs=None) -> list:
+        """This session's active worker jobs, from one ``squeue`` (or ``jobs``)."""
+        jobs = self.slurm.run(queries.jobs()) if jobs is None else jobs
+        return [j for j in jobs if j.comment == self.worker_tag and j.state.is_active]
+
+    def cluster_view(self, allocations_file: str | None = None) -> ClusterView:
+        """Partitions, this user's accounts and their GPU-hours left, computed by the spawn
+        form's own code (``ClusterOptionsMixin.cluster_view``)."""
+        return run_sync(_view_source(self, allocations_file).cluster_view())
+
+    def proxied_url(self, port: int, path: str = "status") -> str:
+        """``{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/{path}`` (jupyter-server-proxy), the way
+        the user's browser reaches a port of the session's node."""
+        prefix = self.service_prefix or "/"
+        return f"{prefix.rstrip('/')}/proxy/{int(port)}/{path}"
+
+
+def _view_source(session: Session, allocations_file: str | None):
+    # imported here: the spawner side pulls in JupyterHub, which a plain import should not
+    from spawners.options import ClusterOptionsMixin
+
+    class _SessionOptions(ClusterOptionsMixin):
+        """The spawn form's view of the cluster, for this session's user."""
+
+        _log_name = f"{session.user} (scaling)"
+
+        @property
+        def slurm(self) -> SlurmClient:
+            return session.slurm
+
+    source = _SessionOptions()
+    source.user = SimpleNamespace(name=session.user)
+    if allocations_file is not None:
+        source.allocations_file = allocations_file
+    return source
