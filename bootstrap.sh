@@ -23,7 +23,8 @@ fi
 case "$MODE" in up|test) ;; *) echo "usage: $0 [up|test]" >&2; exit 2 ;; esac
 
 APT_PACKAGES=(slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo python3-venv
-              python3-dev chromium procps ca-certificates)
+              python3-dev chromium procps ca-certificates
+              acl)  # setfacl/getfacl: the datasets' access rules (workbench.catalogue.fsaccess)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

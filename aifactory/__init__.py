@@ -15,6 +15,19 @@ import importlib
 
 #: public name -> "module:attribute" where it lives
 _EXPORTS: dict[str, str] = {
+    # governed datasets (workbench/catalogue, extensions/widgets/picker.py)
+    "datasets": "workbench.catalogue.client:datasets",
+    "open_dataset": "workbench.catalogue.client:open_dataset",
+    "CatalogueClient": "workbench.catalogue.client:CatalogueClient",
+    "DatasetPicker": "extensions.widgets.picker:DatasetPicker",
+    # scaling: Dask workers across partitions, torch runs (workbench/scaling, widgets/scaler.py)
+    "ClusterScaler": "extensions.widgets.scaler:ClusterScaler",
+    "PoolCluster": "workbench.scaling.cluster:PoolCluster",
+    "WorkerPool": "workbench.scaling.pools:WorkerPool",
+    "ScalingError": "workbench.scaling.pools:ScalingError",
+    "torch_run": "workbench.scaling.torchrun:torch_run",
+    "torch_submit": "workbench.scaling.torchrun:torch_submit",
+    "TorchRunError": "workbench.scaling.torchrun:TorchRunError",
 }
 
 __all__ = sorted(_EXPORTS)

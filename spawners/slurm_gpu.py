@@ -42,6 +42,7 @@ from traitlets import Callable, Dict, Float, Integer, List, Unicode, Union, defa
 from workbench.audit import AuditLog
 from workbench.paths import FactoryHome
 from workbench.queue import waiting_message
+from workbench.scaling.ownership import cancel_session_workers
 from workbench.slurm import Job, JobState, SlurmClient, SlurmError, queries
 from workbench.slurm.snapshot import shared_nodes, shared_snapshot
 from workbench.tags import job_tag
@@ -193,6 +194,12 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SessionFeedbackMixin, SlurmSpawner):
         return ["access:servers!server", "users:activity!user", "read:servers!server",
                 "servers!server",
                 *(f"access:services!service={name}" for name in self.user_services)]
+
+    @default("oauth_client_allowed_scopes")
+    def _default_oauth_client_allowed_scopes(self):
+        # jupyter-collaboration's share dialog: the owner's browser token may name users and
+        # share this user's servers; a sharee's token never gets these (not theirs to hold)
+        return ["read:users:name", "list:users", f"shares!user={self.user.name}"]
 
     user_services = Dict(
         value_trait=Unicode(),
@@ -495,6 +502,16 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SessionFeedbackMixin, SlurmSpawner):
     async def stop(self, now=False):
         if not self.job_id:
             return
+        try:  # the session's Dask workers and torch runs end with it (workbench.scaling)
+            cancelled = await cancel_session_workers(
+                self.slurm, (await self.jobs.jobs(0)).values(), self.job_tag, int(self.job_id),
+                as_user=self.user.name)
+            if cancelled:
+                self.audit.record(self.user.name, "session.workers-cancelled", self._log_name,
+                                  job_id=int(self.job_id), workers=cancelled)
+        except SlurmError as e:
+            self.log.warning("%s: workers of job %s not looked up: %s", self._log_name,
+                             self.job_id, e)
         try:
             await self.cancel_batch_job()
         except SlurmError as e:

@@ -9,9 +9,13 @@
     workbench allocations apply [FILE] [--dry-run]
                                  make Slurm match the allocations file, print the changes
     workbench allocations show [FILE] [--json]
-                                 granted, used and remaining GPU-hours per project
+                                 the machine, programmes' shares and reserved GPUs, projects'
+                                 granted, used and remaining GPU-hours
     workbench reconcile [--once] cancel jobs tagged for this hub that no server owns
-    workbench audit [--json]     the latest audit records
+    workbench audit [--json] [--user U] [--action A] [--dataset D] [--since T] [--until T]
+                                 the latest audit records, filtered
+    workbench ai-act-summary PROJECT [--job ID] [--json] [--output PREFIX]
+                                 the project's AI Act training-data summary, from lineage
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import daemons
-from .allocations import AllocationError, Allocations, apply, apply_plan, budgets, plan
+from .allocations import AllocationError, Allocations, apply, apply_plan, plan, report
+from .allocations.show import format_report
 from .audit import AuditLog
 from .cluster.local import LocalCluster, secret_file
 from .hub import LocalHub
@@ -69,6 +74,7 @@ def cmd_up(args) -> int:
         return 2
     for change in apply(allocs, cluster.slurm, cluster.shape.cluster_name):
         print(f"  {change}")
+    _data_access(allocs, dry_run=False, generate=True)
     hub = LocalHub(public_port=args.port)
     if not args.no_hub:
         print("Starting configurable-http-proxy and JupyterHub...", flush=True)
@@ -163,12 +169,32 @@ def cmd_restart(args) -> int:
             return 2
         for name in args.services:
             daemons.stop(name, hub.home.pidfile(name))
-        started = hub.start_services()
+        started = hub.start_services(args.services)
         print(f"Restarted: {', '.join(started)}")
         return 0
     hub.restart()
     print(f"Restarted the hub and its services; sessions kept running. {hub.url}")
     return 0
+
+
+def _data_access(allocs: Allocations, dry_run: bool, generate: bool = False) -> None:
+    """Generate the demo datasets (``up``), then make the projects' Unix groups and the
+    dataset directories' ACLs match the allocations file (workbench.catalogue.fsaccess)."""
+    from .catalogue import demodata, fsaccess
+    from .catalogue.model import CatalogueError
+    from .catalogue.policy import Membership
+
+    if generate:
+        written = demodata.generate(fsaccess.datasets_root())
+        if written:
+            print(f"Generated demo datasets: {', '.join(written)}")
+    try:
+        changes = fsaccess.sync_all(Membership.from_allocations(allocs), dry_run=dry_run)
+    except CatalogueError as e:
+        print(f"workbench: datasets' access not updated: {e}", file=sys.stderr)
+        return
+    for change in changes:
+        print(f"  {'would: ' if dry_run else ''}{change.summary}")
 
 
 def _load_allocations(args, slurm: SlurmClient) -> Allocations:
@@ -185,6 +211,7 @@ def cmd_allocations_apply(args) -> int:
         print(f"workbench: {e}\nNothing was changed.", file=sys.stderr)
         return 2
     changes = plan(allocs, cluster.slurm, args.cluster or cluster.shape.cluster_name)
+    _data_access(allocs, args.dry_run)  # the datasets' groups and ACLs follow the members
     if not changes:
         print(f"{allocs.path}: Slurm already matches; nothing to change.")
         return 0
@@ -204,17 +231,8 @@ def cmd_allocations_show(args) -> int:
     except AllocationError as e:
         print(f"workbench: {e}", file=sys.stderr)
         return 2
-    rows = [b.as_dict() for b in budgets(allocs, cluster.slurm)]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'programme':10} {'project':20} {'granted':>9} {'used':>9} {'left':>9}  members")
-    for r in rows:
-        note = "" if r["active"] else "  (outside its validity period)"
-        print(f"{r['programme']:10} {r['project']:20} {r['granted_gpu_hours']:9g} "
-              f"{r['used_gpu_hours']:9.2f} {r['remaining_gpu_hours']:9.2f}  "
-              f"{', '.join(r['members']) or '-'}{note}")
-    print("(GPU-hours, from Slurm accounting)")
+    rep = report(allocs, cluster.slurm)
+    print(json.dumps(rep.as_dict(), indent=2) if args.json else format_report(rep))
     return 0
 
 
@@ -240,13 +258,63 @@ def cmd_reconcile(args) -> int:
     return 0
 
 
+def _when(text: str | None):
+    """``2026-11-26``, ``2026-11-26T15:00``, or ``2h`` / ``30m`` / ``7d`` (ago), in UTC."""
+    from datetime import UTC, datetime, timedelta
+
+    if text is None:
+        return None
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[text[-1]]: int(text[:-1])})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no time: give 2026-11-26, 2026-11-26T15:00, or 2h, 30m, 7d (ago)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def cmd_audit(args) -> int:
-    records = AuditLog(FactoryHome.from_env().audit_db).records(limit=args.limit)
+    records = AuditLog(FactoryHome.from_env().audit_db).records(
+        action=args.action, actor=args.user, limit=args.limit, dataset=args.dataset,
+        since=args.since, until=args.until)
     if args.json:
         print(json.dumps([asdict(r) for r in records], indent=2))
     else:
         for r in records:
             print(f"{r.at} {r.actor:8} {r.action:22} {r.subject} {json.dumps(r.details)}")
+    return 0
+
+
+def cmd_ai_act_summary(args) -> int:
+    from .catalogue import aiact, fsaccess
+    from .catalogue import model as catalogue_model
+
+    try:
+        allocs = Allocations.load()
+        catalogue = catalogue_model.load()
+    except (AllocationError, catalogue_model.CatalogueError) as e:
+        print(f"workbench: {e}", file=sys.stderr)
+        return 2
+    project = allocs.project(args.project)
+    if project is None:
+        names = ", ".join(p.name for p in allocs.projects)
+        print(f"workbench: no project {args.project!r} in {allocs.path} (projects: {names})",
+              file=sys.stderr)
+        return 2
+    home = FactoryHome.from_env()
+    summary = aiact.build(project.name, project.programme, AuditLog(home.audit_db), catalogue,
+                          fsaccess.datasets_root(home), job=args.job)
+    text = aiact.markdown(summary)
+    if args.output:
+        prefix = Path(args.output)
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{prefix}.md").write_text(text)
+        Path(f"{prefix}.json").write_text(summary.to_json() + "\n")
+        print(f"wrote {prefix}.md and {prefix}.json", file=sys.stderr)
+    print(summary.to_json() if args.json else text, end="" if not args.json else "\n")
     return 0
 
 
@@ -283,12 +351,15 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--dry-run", action="store_true", help="print the changes, make none")
     ap.add_argument("--cluster", help="Slurm cluster name (default: the local cluster's)")
     ap.set_defaults(func=cmd_allocations_apply)
-    show = alsub.add_parser("show", help="granted, used and remaining GPU-hours per project")
+    show = alsub.add_parser("show", help="the machine's GPU-hours in the allocation period, "
+                            "each programme's share, grants, use and reserved GPUs; granted, "
+                            "used and remaining GPU-hours per project")
     show.add_argument("file", nargs="?", help=file_help)
     show.add_argument("--json", action="store_true", help="JSON output")
     show.set_defaults(func=cmd_allocations_show)
     rc = sub.add_parser("reconcile", help="cancel jobs tagged for this hub that no server "
-                        "owns (runs as the hub service workbench-reconciler)")
+                        "owns, and worker jobs whose session is gone (runs as the hub "
+                        "service workbench-reconciler)")
     rc.add_argument("--once", action="store_true", help="one pass, then exit")
     rc.add_argument("--interval", type=float, default=300,
                     help="seconds between passes (default 300)")
@@ -300,7 +371,22 @@ def parser() -> argparse.ArgumentParser:
     au = sub.add_parser("audit", help="the latest audit records")
     au.add_argument("--json", action="store_true", help="JSON output")
     au.add_argument("--limit", type=int, default=50, help="how many records (default 50)")
+    au.add_argument("--user", help="only this user's records")
+    au.add_argument("--action", help="only this action, or a family: 'dataset.*'")
+    au.add_argument("--dataset", help="only records about this dataset (its dataset.* actions)")
+    au.add_argument("--since", type=_when, help="from this time on (UTC): 2026-11-26, "
+                    "2026-11-26T15:00, or 2h, 30m, 7d (that long ago)")
+    au.add_argument("--until", type=_when, help="before this time (same forms as --since)")
     au.set_defaults(func=cmd_audit)
+    ai = sub.add_parser("ai-act-summary", help="a project's training-data summary in the "
+                        "structure of the Commission's template (Art. 53(1)(d) AI Act), built "
+                        "from what its jobs opened through the catalogue")
+    ai.add_argument("project", help="the project (a Slurm account of the allocations file)")
+    ai.add_argument("--job", type=int, help="only what this Slurm job opened")
+    ai.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    ai.add_argument("--output", metavar="PREFIX",
+                    help="also write PREFIX.md and PREFIX.json (e.g. summaries/medai)")
+    ai.set_defaults(func=cmd_ai_act_summary)
     return p
 
 

@@ -90,13 +90,16 @@ class LocalHub:
         path.write_text(json.dumps(settings, indent=2) + "\n")
         return path
 
-    def start_services(self) -> list[str]:
-        """Start every hub service (:mod:`workbench.services`) that is not running, each a
-        daemon with its own pid file and log; returns the names started."""
+    def start_services(self, names: list[str] | None = None) -> list[str]:
+        """Start every hub service (:mod:`workbench.services`), or only those in ``names``,
+        that is not running, each a daemon with its own pid file and log; returns the names
+        started."""
         started = []
         base = self._env()
         base.pop("CONFIGPROXY_AUTH_TOKEN")
         for service in self.site.services():
+            if names is not None and service.name not in names:
+                continue
             pidfile = self.home.pidfile(service.name)
             if daemons.read_pid(pidfile):
                 continue

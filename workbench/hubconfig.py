@@ -19,6 +19,8 @@ from .people import People
 #: Scopes of the hub roles; the dashboards and pair-debugging issues build on these.
 SUPPORT_SCOPES = ["list:users", "read:users", "read:servers", "admin-ui"]
 MANAGER_SCOPES = ["list:users", "read:users:activity", "read:servers"]
+#: every user: their own things (``self``), and sharing their own servers by name
+USER_SCOPES = ["self", "shares!user", "read:users:name"]
 
 
 @dataclass
@@ -107,6 +109,9 @@ def update_auth(c, site: Site) -> None:
          "scopes": SUPPORT_SCOPES, "groups": ["support"]},
         {"name": "managers", "description": "Managers: see allocation use and activity",
          "scopes": MANAGER_SCOPES, "groups": ["managers"]},
+        # pair-debugging: users share their own servers (hub sharing API), naming people
+        {"name": "user", "description": "Standard user privileges, and sharing own servers",
+         "scopes": USER_SCOPES},
     ]
 
 

@@ -74,6 +74,35 @@ def registry(site) -> list[HubService]:
              f"--timeout={site.cull_timeout}", f"--cull-every={site.cull_every}"),
             "Stops servers idle for longer than the cull timeout (their jobs are cancelled)",
             scopes=("list:users", "read:users:activity", "read:servers", "delete:servers")),
+        # governed datasets (extensions/catalogue): it only checks who calls (OAuth against
+        # the hub), so its own token needs no scope; it runs as root to set dataset ACLs and
+        # the jobs' AdminComment (lineage)
+        HubService(
+            "catalogue",
+            (py, "-m", "extensions.catalogue"),
+            "Governed datasets: search, licences, open (DCAT-AP catalogue)",
+            port=8091, access=(EVERY_USER,), display=True),
+        # pair-debugging (extensions/help): the hub's share API requires whoever grants a
+        # share to hold its access scope, which `shares` brings; the token is root-only
+        HubService(
+            "help",
+            (py, "-m", "extensions.help"),
+            "Help requests: share your server with support for a while",
+            scopes=("shares", "read:users", "read:servers"),
+            port=8092, access=(EVERY_USER,), display=True),
+        # Voila behind the hub (extensions/dashboards/service.py): jupyterhub-singleuser with
+        # Voila, locked down to one notebook; the hub decides who gets in
+        HubService(
+            "support-dashboard",
+            (py, "-m", "extensions.dashboards.service", "support-dashboard"),
+            "Support: sessions, queue, nodes, failures, a user's jobs and output",
+            scopes=("list:users", "read:users:activity"),  # the sessions' last activity
+            port=8093, access=("support",), display=True),
+        HubService(
+            "manager-dashboard",
+            (py, "-m", "extensions.dashboards.service", "manager-dashboard"),
+            "Programmes: GPU-hours granted, used and left, utilisation, queue waits",
+            port=8094, access=("managers",), display=True),
     ]
 
 
