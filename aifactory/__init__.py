@@ -5,8 +5,8 @@ One public module, a thin facade: every name below lives in ``workbench`` (the l
 and pulls in neither torch nor dask.
 
 Datasets: ``af.datasets(**filters)``, ``af.open_dataset(id)``, ``af.DatasetPicker()``.
-Scaling: ``af.ClusterScaler()``, ``af.torch_run(fn, nodes=..., gpus_per_node=...)``.
-Help: ``af.ask_for_help(...)``.
+Scaling: ``af.ClusterScaler()``, ``af.PoolCluster(...)``, ``af.torch_run(fn, nodes=...,
+gpus_per_node=...)``. Asking for help is a JupyterLab command (extensions/help).
 """
 
 from __future__ import annotations

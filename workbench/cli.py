@@ -85,6 +85,13 @@ def cmd_up(args) -> int:
     for p in people.people:
         projects = ", ".join(allocs.projects_of(p.name)) or "no project"
         print(f"  {p.name:8} {p.description} [{projects}]")
+    pages = [s for s in hub.site.services() if s.port and s.display]
+    if pages and not args.no_hub:
+        print("Services (who may open them is the hub's decision):")
+        for s in pages:
+            who = ("every user" if s.access == ("users",) else
+                   "groups " + ", ".join(s.access) + " and admins")
+            print(f"  {hub.url}services/{s.name}/  {s.description} [{who}]")
     return 0
 
 
