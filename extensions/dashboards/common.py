@@ -33,13 +33,14 @@ class Chart(w.Output):
         super().__init__(**kwargs)
         self.figure = None
 
-    def show(self, fig) -> None:
-        """Show ``fig`` as plotly's own mime type only (drawn by the plotly renderer Voila
-        loads): no copy of plotly.js and no HTML fallback in the page."""
+    def show(self, fig: dict) -> None:
+        """Show ``fig`` (plotly's JSON, :mod:`.charts`) as plotly's own mime type only (drawn
+        by the plotly renderer Voila loads): no copy of plotly.js and no HTML fallback in the
+        page."""
         self.figure = fig
         self.clear_output(wait=True)
         with self:
-            display({"application/vnd.plotly.v1+json": fig.to_plotly_json()}, raw=True)
+            display({"application/vnd.plotly.v1+json": fig}, raw=True)
 
     def clear(self) -> None:
         self.figure = None

@@ -71,8 +71,9 @@ class ManagerDashboard(w.VBox):
             self.budgets, self.budgets_chart, self.burndown_chart, self.burndown, self.usage,
             self.utilisation_chart, self.utilisation, self.waits_chart, self.waits,
             self.reserved, w.HTML("<h3>One project</h3>"), self._project, self.project_jobs]
-        self._rendering = False
+        self._rendering = True  # one render for both dates
         self.start, self.end = self._start.value, self._end.value
+        self._rendering = False
         self.render()
 
     def _preset(self, change) -> None:

@@ -24,9 +24,12 @@ import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyterhub.singleuser.extension import JupyterHubAuthorizer
+from traitlets import Float
 
 from workbench.paths import FactoryHome, data_file
 
@@ -40,12 +43,51 @@ ALLOWED_MESSAGE_TYPES = ["comm_open", "comm_close", "comm_msg", "comm_info_reque
 #: the only server extensions loaded (jupyterhub-singleuser loads itself)
 EXTENSIONS_ON = ("voila.server_extension",)
 
+#: the JupyterLab frontend extensions a dashboard page loads: the widgets and plotly
+FRONTEND_EXTENSIONS = ("@voila-dashboards/widgets-manager8", "@jupyter-widgets/jupyterlab-manager",
+                       "jupyterlab-plotly")
+
 #: server extensions a dashboard service turns off even if the environment does not enable
 #: them (every other extension the environment enables is turned off too)
 EXTENSIONS_OFF = ("jupyterlab", "notebook", "notebook_shim", "jupyter_server_terminals",
                   "jupyter_server_proxy", "jupyter_lsp", "jupyter_server_ydoc",
                   "jupyter_server_fileid", "jupyter_collaboration", "dask_labextension",
                   "voila")
+
+
+class DashboardKernelManager(AsyncMappingKernelManager):
+    """Each viewer's kernel ends when its page is gone.
+
+    Voila starts a kernel per page view. A dashboard that refreshes itself keeps its kernel
+    active, so the usual idle culling never ends the kernel of a closed tab; here a kernel
+    with no open connection is shut down once it is ``cull_unwatched_after`` seconds old (the
+    page connects within seconds of being rendered). The culler runs every ``cull_interval``.
+    """
+
+    cull_unwatched_after = Float(
+        120.0, min=10.0,
+        help="""Seconds after its start when a kernel that no page is connected to is shut
+        down (a closed tab, a viewer gone). Example: 120.""",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._born: dict[str, float] = {}
+
+    async def start_kernel(self, *args, **kwargs):
+        kernel_id = await super().start_kernel(*args, **kwargs)
+        self._born.setdefault(kernel_id, time.monotonic())
+        return kernel_id
+
+    async def cull_kernel_if_idle(self, kernel_id):
+        age = time.monotonic() - self._born.get(kernel_id, time.monotonic())
+        if not self._kernel_connections.get(kernel_id, 0) and age > self.cull_unwatched_after:
+            self.log.info("Shutting down kernel %s: no page has watched it (%.0f s old)",
+                          kernel_id, age)
+            self._born.pop(kernel_id, None)
+            await self.shutdown_kernel(kernel_id)
+            return
+        await super().cull_kernel_if_idle(kernel_id)
 
 
 def enabled_extensions() -> list[str]:
@@ -96,17 +138,25 @@ def server_config(root_dir: Path, environment_extensions: list[str] = ()) -> dic
             "authorizer_class": "extensions.dashboards.service.DashboardAuthorizer",
             "allow_remote_access": True,
             "allow_root": True,  # reads job output as root; viewers cannot run code
+            "kernel_manager_class": "extensions.dashboards.service.DashboardKernelManager",
         },
         "ContentsManager": {"allow_hidden": False},
         "FileContentsManager": {"delete_to_trash": False},
         "MappingKernelManager": {
             "allowed_message_types": ALLOWED_MESSAGE_TYPES,
-            # a viewer who closes the tab without Voila's shutdown call: gone in 10 min
+            # a viewer who closes the tab without Voila's shutdown call: the kernel ends
+            # within 2-3 min (DashboardKernelManager), or after 10 min idle
             "cull_idle_timeout": 600,
             "cull_interval": 60,
             "cull_connected": False,
         },
-        "VoilaConfiguration": {"show_tracebacks": False},
+        "DashboardKernelManager": {"cull_unwatched_after": 120},
+        "VoilaConfiguration": {
+            "show_tracebacks": False,
+            # only the frontend extensions a dashboard draws with (not the collaboration,
+            # dask, proxy and workbench ones the environment also holds)
+            "extension_allowlist": list(FRONTEND_EXTENSIONS),
+        },
     }
 
 

@@ -27,6 +27,11 @@ class DataTable(w.VBox):
     any column, case-insensitive), ``sort_by`` (a column, "" for the given order),
     ``ascending``, ``message`` (shown instead of an empty table), ``name`` (the CSV's file
     name without ``.csv``). ``shown`` is the filtered and sorted DataFrame.
+
+    Few widgets, because each one costs the page a model and a view: the title, the row
+    count and the CSV link are one HTML widget (``_head``), the message and the rows another
+    (``_body``); the filter and sort controls are made when the viewer asks for them (the
+    "Filter and sort" button, or :meth:`controls`).
     """
 
     value = Any(None, allow_none=True)
@@ -40,27 +45,45 @@ class DataTable(w.VBox):
                  **kwargs):
         super().__init__(**kwargs)
         self.name = name
+        self._title_text = title
         self.links = dict(links or {})  # column -> link text: its values are URLs
         self.add_class("wb-table")
         self.add_class(f"wb-table-{name}")
-        self._title = w.HTML(f"<h3 class='wb-title'>{html.escape(title)}</h3>" if title else "")
-        self._filter = w.Text(placeholder="filter rows", layout=w.Layout(width="16em"))
-        self._sort = w.Dropdown(options=[("(as given)", "")], description="sort by",
-                                layout=w.Layout(width="18em"))
-        self._order = w.ToggleButtons(options=[("↑", True), ("↓", False)],
-                                      style={"button_width": "2.5em"})
-        self._csv = w.HTML()
-        self._count = w.HTML()
-        self._note = w.HTML()
+        self._head = w.HTML()
+        self._open = w.Button(description="Filter and sort", icon="filter")
+        self._open.add_class("wb-open-controls")
+        self._open.on_click(lambda _: self.controls())
         self._body = w.HTML()
-        self._filter.observe(lambda c: setattr(self, "query", c["new"]), names="value")
-        self._sort.observe(lambda c: setattr(self, "sort_by", c["new"] or ""), names="value")
-        self._order.observe(lambda c: setattr(self, "ascending", c["new"]), names="value")
-        self.children = [self._title,
-                         w.HBox([self._filter, self._sort, self._order, self._csv,
-                                 self._count]),
-                         self._note, self._body]
+        self._filter = self._sort = self._order = None
+        self.children = [self._head, self._open, self._body]
         self._draw()
+
+    def controls(self) -> w.HBox:
+        """The filter box, the sort column and the order (made once, in place of the
+        button)."""
+        if self._filter is None:
+            self._filter = w.Text(placeholder="filter rows", value=self.query,
+                                  layout=w.Layout(width="16em"))
+            self._sort = w.Dropdown(options=self._sort_options(), description="sort by",
+                                    value=self.sort_by if self.sort_by in self._columns()
+                                    else "", layout=w.Layout(width="18em"))
+            self._order = w.ToggleButtons(options=[("↑", True), ("↓", False)],
+                                          value=self.ascending,
+                                          style={"button_width": "2.5em"})
+            self._filter.observe(lambda c: setattr(self, "query", c["new"]), names="value")
+            self._sort.observe(lambda c: setattr(self, "sort_by", c["new"] or ""),
+                               names="value")
+            self._order.observe(lambda c: setattr(self, "ascending", c["new"]), names="value")
+            self._controls = w.HBox([self._filter, self._sort, self._order])
+            self.children = [self._head, self._controls, self._body]
+        return self._controls
+
+    def _columns(self) -> list[str]:
+        df = self.value if isinstance(self.value, pd.DataFrame) else None
+        return [] if df is None else [str(c) for c in df.columns]
+
+    def _sort_options(self) -> list[tuple[str, str]]:
+        return [("(as given)", ""), *[(c, c) for c in self._columns()]]
 
     def show(self, df: pd.DataFrame | None, message: str = "") -> None:
         """Set the table and its message together (drawn once)."""
@@ -91,28 +114,31 @@ class DataTable(w.VBox):
 
     def _draw(self) -> None:
         df = self.value if isinstance(self.value, pd.DataFrame) else None
-        columns = [] if df is None else [str(c) for c in df.columns]
-        options = [("(as given)", ""), *[(c, c) for c in columns]]
-        if list(self._sort.options) != options:
-            self._sort.options = options
-            self._sort.value = self.sort_by if self.sort_by in columns else ""
-        self._note.value = (f"<div class='wb-message alert alert-warning'>"
-                            f"{html.escape(self.message)}</div>" if self.message else "")
+        if self._sort is not None:
+            options = self._sort_options()
+            if list(self._sort.options) != options:
+                self._sort.options = options
+                self._sort.value = self.sort_by if self.sort_by in self._columns() else ""
+        title = (f"<h3 class='wb-title'>{html.escape(self._title_text)}</h3>" if self._title_text
+                 else "")
+        note = (f"<div class='wb-message alert alert-warning'>{html.escape(self.message)}"
+                "</div>" if self.message else "")
         if df is None:
-            self._body.value, self._csv.value, self._count.value = "", "", ""
+            self._head.value, self._body.value = title, note
             return
         shown = self.shown
-        self._csv.value = csv_link(shown, f"{self.name}.csv")
         total = len(df)
-        self._count.value = (f"<span class='wb-count'>{len(shown)} of {total} rows"
-                             f"{f', first {MAX_ROWS} drawn' if len(shown) > MAX_ROWS else ''}"
-                             "</span>")
+        self._head.value = (
+            f"{title}<div class='wb-table-meta'>"
+            f"<span class='wb-count'>{len(shown)} of {total} rows"
+            f"{f', first {MAX_ROWS} drawn' if len(shown) > MAX_ROWS else ''}</span> "
+            f"{csv_link(shown, f'{self.name}.csv')}</div>")
         if shown.empty:
             text = "No rows match the filter." if total else "Nothing to show."
-            self._body.value = f"<p class='wb-empty'>{text}</p>"
+            self._body.value = f"{note}<p class='wb-empty'>{text}</p>"
             return
         self._body.value = (
-            "<div style='max-height:28em;overflow:auto'>" +
+            f"{note}<div style='max-height:28em;overflow:auto'>" +
             shown.head(MAX_ROWS).to_html(index=False, escape=False, na_rep="",
                                          formatters=self._formatters(shown.columns),
                                          classes="wb-grid table table-sm table-striped",

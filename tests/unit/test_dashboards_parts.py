@@ -94,14 +94,18 @@ def test_output_of_another_owner_is_not_shown(tmp_path):
 def test_table_filters_sorts_and_exports_csv():
     t = DataTable("usage")
     t.value = pd.DataFrame({"project": ["b-proj", "a-proj", "c-proj"], "h": [2.0, 5.0, 1.0]})
-    assert "3 of 3 rows" in t._count.value
-    t.sort_by, t.ascending = "h", False
+    assert "3 of 3 rows" in t._head.value
+    assert t._filter is None  # the controls are made when asked for
+    t.controls()
+    assert t._sort.options[1:] == (("project", "project"), ("h", "h"))
+    t._sort.value, t._order.value = "h", False
     assert t.shown["project"].tolist() == ["a-proj", "b-proj", "c-proj"]
-    t.query = "B-PR"
+    t._filter.value = "B-PR"
     assert t.shown["project"].tolist() == ["b-proj"]
-    assert 'download="usage.csv"' in t._csv.value and "base64," in t._csv.value
+    assert "1 of 3 rows" in t._head.value
+    assert 'download="usage.csv"' in t._head.value and "base64," in t._head.value
     import base64
-    data = base64.b64decode(t._csv.value.split("base64,")[1].split('"')[0]).decode()
+    data = base64.b64decode(t._head.value.split("base64,")[1].split('"')[0]).decode()
     assert data.splitlines() == ["project,h", "b-proj,2.0"]  # what is shown, all of it
     t.query = "nothing"
     assert "No rows match" in t._body.value

@@ -17,12 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
-import requests
-from sqlalchemy.exc import SQLAlchemyError
 from traitlets import Float, Integer, Unicode, default
 from traitlets.config import Configurable
 
-from workbench.audit import AuditLog
 from workbench.paths import FactoryHome
 from workbench.slurm import SlurmClient, queries
 
@@ -211,6 +208,7 @@ class DashboardSource:
         token = os.environ.get("JUPYTERHUB_API_TOKEN")
         if not (self.settings.hub_api_url and token):
             return {}
+        import requests  # here: the manager's kernel never asks the hub
 
         def compute():
             r = requests.get(f"{self.settings.hub_api_url.rstrip('/')}/users",
@@ -244,6 +242,10 @@ class DashboardSource:
                            self.help_requests())
 
     def failed_spawns(self, limit: int = 50) -> Part:
+        # imported here: the manager's kernel never needs SQLAlchemy (0.4 s of its start)
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from workbench.audit import AuditLog
         try:
             records = AuditLog(self.settings.audit_db).records("session.submit-failed",
                                                                limit=limit)
