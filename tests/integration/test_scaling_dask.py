@@ -206,10 +206,14 @@ def test_refused_requests_submit_nothing(ida, slurm, readable_dir):
     assert by["zero nodes"]["field"] == "nodes"
     assert by["unpicklable function"]["field"] == "fn"
     assert not ida.worker_jobs()
-    # nor did any job of ida's reach accounting since (no sbatch at all)
+    # nor did any job of ida's reach accounting since (no sbatch at all). sacct -S lists
+    # every job active in the window, so earlier tests' workers ending now are filtered out
+    # by their submit time.
     import subprocess
 
-    acct = subprocess.run(["sacct", "-n", "-X", "-u", "ida", "-S", started, "-o",
-                           "JobID,JobName%30"], capture_output=True, text=True, check=True,
+    acct = subprocess.run(["sacct", "-n", "-X", "-P", "-u", "ida", "-S", started, "-o",
+                           "JobID,JobName,Submit"], capture_output=True, text=True, check=True,
                           env={"SLURM_CONF": slurm.slurm_conf, "PATH": "/usr/bin:/bin"}).stdout
-    assert not [ln for ln in acct.splitlines() if "dask" in ln or "torch" in ln], acct
+    submitted = [ln.split("|") for ln in acct.splitlines() if ln.count("|") == 2]
+    assert not [row for row in submitted if row[2] >= started and
+                ("dask" in row[1] or "torch" in row[1])], acct
