@@ -12,6 +12,11 @@ from traitlets import Any, Bool, Unicode, observe
 #: rows drawn at most (the CSV holds every row)
 MAX_ROWS = 200
 
+#: the grid's look (Voila's page has no table styles of its own): columns apart, rows striped
+GRID_CSS = ("<style>.wb-grid{border-collapse:collapse}.wb-grid th,.wb-grid td{padding:3px 12px "
+            "3px 4px;text-align:left;white-space:nowrap}.wb-grid tbody tr:nth-child(odd)"
+            "{background:#f4f6f8}.wb-grid th{border-bottom:1px solid #ccc}</style>")
+
 
 def csv_link(df: pd.DataFrame, filename: str, label: str = "Download CSV") -> str:
     """An HTML link that downloads ``df`` as ``filename`` (a data: URL, no server round trip)."""
@@ -138,7 +143,7 @@ class DataTable(w.VBox):
             self._body.value = f"{note}<p class='wb-empty'>{text}</p>"
             return
         self._body.value = (
-            f"{note}<div style='max-height:28em;overflow:auto'>" +
+            f"{note}{GRID_CSS}<div style='max-height:28em;overflow:auto'>" +
             shown.head(MAX_ROWS).to_html(index=False, escape=False, na_rep="",
                                          formatters=self._formatters(shown.columns),
                                          classes="wb-grid table table-sm table-striped",

@@ -385,5 +385,7 @@ def _table(header, rows) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
                    for row in rows)
-    return (f'<table class="workbench-workers"><thead><tr>{head}</tr></thead>'
+    return ('<style>.workbench-workers th,.workbench-workers td{padding:2px 12px 2px 4px;'
+            'text-align:left}</style>'
+            f'<table class="workbench-workers"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>")
