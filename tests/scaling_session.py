@@ -26,6 +26,10 @@ from workbench.tags import parse_job_tag
 
 PYTHON = sys.executable
 
+#: the scaling tests' session: ida (industry-autotwin) on a CPU node, no GPU held
+IDA_SESSION = {"partition": "cpu", "account": "industry-autotwin", "gpus": 0, "cpus": 1,
+               "memory": "2G", "runtime": "00:30:00"}
+
 
 class UserSession:
     def __init__(self, api, slurm: SlurmClient, options: dict, timeout: float = 120):

@@ -17,13 +17,12 @@ import pytest
 import requests
 
 from tests.conftest import QUEUE_TIMEOUT
-from tests.scaling_session import gpu_partition, open_session
+from tests.scaling_session import IDA_SESSION, gpu_partition, open_session
 from workbench.tags import parse_job_tag
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
-SESSION = {"partition": "cpu", "account": "industry-autotwin", "gpus": 0, "cpus": 1,
-           "memory": "2G", "runtime": "00:30:00"}
+SESSION = IDA_SESSION
 
 
 @pytest.fixture(scope="module")

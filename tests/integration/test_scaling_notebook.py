@@ -9,14 +9,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.scaling_session import open_session
+from tests.scaling_session import IDA_SESSION, open_session
 from workbench.slurm import queries
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
 NOTEBOOK = Path(__file__).parents[2] / "notebooks" / "examples" / "scaling.ipynb"
-SESSION = {"partition": "cpu", "account": "industry-autotwin", "gpus": 0, "cpus": 1,
-           "memory": "3G", "runtime": "00:30:00"}
+SESSION = {**IDA_SESSION, "memory": "3G"}  # the notebook's pandas frame
 
 
 def train_partition(slurm) -> tuple[str, int]:

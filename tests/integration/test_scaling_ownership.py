@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from tests.conftest import QUEUE_TIMEOUT
-from tests.scaling_session import open_session
+from tests.scaling_session import IDA_SESSION, open_session
 from workbench.audit import AuditLog
 from workbench.paths import FactoryHome
 from workbench.reconcile import reconcile_once
@@ -21,8 +21,7 @@ from workbench.slurm import JobState, queries
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
-SESSION = {"partition": "cpu", "account": "industry-autotwin", "gpus": 0, "cpus": 1,
-           "memory": "2G", "runtime": "00:20:00"}
+SESSION = {**IDA_SESSION, "runtime": "00:20:00"}
 
 KERNEL = """
 import json, time

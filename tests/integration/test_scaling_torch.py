@@ -12,14 +12,13 @@ import time
 
 import pytest
 
-from tests.scaling_session import open_session
+from tests.scaling_session import IDA_SESSION, open_session
 from workbench.slurm import JobState, queries
 from workbench.tags import parse_job_tag
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
-SESSION = {"partition": "cpu", "account": "industry-autotwin", "gpus": 0, "cpus": 1,
-           "memory": "2G", "runtime": "00:30:00"}
+SESSION = IDA_SESSION
 
 
 @pytest.fixture(scope="module")
