@@ -139,10 +139,16 @@ def listen_address() -> tuple[str, int]:
     return url.hostname or "127.0.0.1", url.port or 80
 
 
-async def _serve(app: web.Application) -> None:
+async def _serve(app: web.Application, before=None, started=None) -> None:
+    """Run ``before()`` (awaited), then listen, then call ``started()``; until SIGTERM."""
+    if before is not None:
+        await before()
     host, port = listen_address()
-    server = app.listen(port, address=host, max_body_size=MAX_BODY * 16)
+    # bodies up to 64 x MAX_BODY (4 MiB) reach the handlers, which answer 413 with a message
+    server = app.listen(port, address=host, max_body_size=MAX_BODY * 64)
     log.info("%s listening on %s:%s", os.environ.get("JUPYTERHUB_SERVICE_NAME"), host, port)
+    if started is not None:
+        started()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -151,8 +157,10 @@ async def _serve(app: web.Application) -> None:
     server.stop()
 
 
-def serve(handlers: list[tuple], settings: dict | None = None) -> None:
-    """Run the service until SIGTERM: ``handlers`` as in :func:`make_app`."""
+def serve(handlers: list[tuple], settings: dict | None = None, before=None,
+          started=None) -> None:
+    """Run the service until SIGTERM: ``handlers`` as in :func:`make_app`; ``before`` (an
+    async callable) runs before it listens, ``started`` (a callable) right after."""
     logging.basicConfig(level=logging.INFO,
                         format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
-    asyncio.run(_serve(make_app(handlers, settings)))
+    asyncio.run(_serve(make_app(handlers, settings), before, started))

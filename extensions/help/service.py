@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -32,14 +31,7 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Float, Unicode, default
 from traitlets.config import Application
 
-from extensions.hubservice import (
-    MAX_BODY,
-    APIHandler,
-    PageHandler,
-    ServiceError,
-    listen_address,
-    make_app,
-)
+from extensions.hubservice import APIHandler, PageHandler, ServiceError, serve
 from workbench.audit import AuditLog
 from workbench.help import Caller, HelpDesk, HelpError, HubShares
 from workbench.help.jobinfo import JOB_OUTPUT
@@ -210,26 +202,7 @@ class HelpService(Application):
         settings = {"desk": desk, "catch_up": catch_up, "service_prefix": prefix,
                     "templates": Environment(loader=FileSystemLoader(TEMPLATES),
                                              autoescape=select_autoescape())}
-        logging.basicConfig(level=logging.INFO,
-                            format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
-        asyncio.run(_serve(make_app(ROUTES, settings), before_serving, started))
-
-
-async def _serve(app, before, started) -> None:
-    """Catch up first (revoke what expired while the service or the hub was down), then
-    listen, then tick; until SIGTERM."""
-    await before()
-    host, port = listen_address()
-    # bodies up to 64 x MAX_BODY (4 MiB) reach the handlers, which answer 413 with a message
-    server = app.listen(port, address=host, max_body_size=MAX_BODY * 64)
-    log.info("help listening on %s:%s", host, port)
-    started()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    server.stop()
+        serve(ROUTES, settings, before=before_serving, started=started)
 
 
 ROUTES = [
