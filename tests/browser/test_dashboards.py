@@ -18,7 +18,7 @@ from playwright.sync_api import expect, sync_playwright
 from workbench.slurm import queries
 from workbench.tags import parse_job_tag
 
-from .test_spawn_form import ARTIFACTS, CHROMIUM_ARGS
+from .helpers import ARTIFACTS, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
 

@@ -6,24 +6,19 @@ audit trail lists every step. Debian's chromium driven by Playwright."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from tests.browser.helpers import ARTIFACTS, CHROMIUM_ARGS
 from workbench.audit import AuditLog
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic", "--disable-dev-shm-usage"]
-ARTIFACTS = Path(os.environ.get("WORKBENCH_TEST_ARTIFACTS", "/tmp/workbench-test-artifacts"))
 NOTEBOOK = "pair-debugging.ipynb"
 SESSION = {"partition": "gpu", "account": "startup-helios", "gpus": 1, "cpus": 1,
            "memory": "2G", "runtime": "00:30:00"}

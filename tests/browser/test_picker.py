@@ -6,17 +6,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_spawn_form import ARTIFACTS, page  # noqa: F401 (the page fixture)
+from tests.browser.helpers import ARTIFACTS, run_cell
 from workbench.audit import AuditLog
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
-
-
-def run_cell(lab, code: str) -> None:
-    editor = lab.locator(".jp-Notebook .jp-Cell .cm-content").last
-    editor.click()
-    lab.keyboard.type(code)
-    lab.keyboard.press("Shift+Enter")
 
 
 def test_alice_uses_the_picker_in_jupyterlab(page, hub_url, demo_password,  # noqa: F811

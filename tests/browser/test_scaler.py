@@ -7,20 +7,13 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_spawn_form import ARTIFACTS, page  # noqa: F401 (the page fixture)
+from tests.browser.helpers import ARTIFACTS, run_cell
 from tests.scaling_session import open_session
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
 
 SESSION = {"partition": "cpu", "account": "industry-autotwin", "gpus": 0, "cpus": 1,
            "memory": "3G", "runtime": "00:20:00"}
-
-
-def run_cell(lab, code: str) -> None:
-    editor = lab.locator(".jp-Notebook .jp-Cell .cm-content").last
-    editor.click()
-    lab.keyboard.type(code)
-    lab.keyboard.press("Shift+Enter")
 
 
 def test_ida_scales_workers_from_the_panel(page, hub_url, demo_password,  # noqa: F811

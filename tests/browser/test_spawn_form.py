@@ -1,33 +1,15 @@
 """A data scientist in a real browser: log in, fill the spawn form, land in JupyterLab on a
 GPU node, run a cell. Debian's chromium driven by Playwright."""
 
-import os
 import re
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from tests.browser.helpers import ARTIFACTS
 from workbench.slurm import queries
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic", "--disable-dev-shm-usage"]
-ARTIFACTS = Path(os.environ.get("WORKBENCH_TEST_ARTIFACTS", "/tmp/workbench-test-artifacts"))
-
-
-@pytest.fixture
-def page():
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(60_000)
-        yield page
-        browser.close()
-
 
 def test_bob_starts_jupyterlab_on_a_gpu_node_from_the_form(page, hub_url, demo_password,
                                                             slurm, hub_api, wait_for):

@@ -1,0 +1,19 @@
+"""What the browser tests share: how chromium is launched, where screenshots go, and how a
+cell is typed and run in JupyterLab."""
+
+import os
+from pathlib import Path
+
+#: Debian's chromium, headless, with nothing that reaches out to the internet
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic", "--disable-dev-shm-usage"]
+ARTIFACTS = Path(os.environ.get("WORKBENCH_TEST_ARTIFACTS", "/tmp/workbench-test-artifacts"))
+
+
+def run_cell(lab, code: str) -> None:
+    """Type ``code`` into the notebook's last cell and run it (Shift+Enter)."""
+    editor = lab.locator(".jp-Notebook .jp-Cell .cm-content").last
+    editor.click()
+    lab.keyboard.type(code)
+    lab.keyboard.press("Shift+Enter")
