@@ -2,7 +2,10 @@
 cell is typed and run in JupyterLab."""
 
 import os
+import re
 from pathlib import Path
+
+from playwright.sync_api import expect
 
 #: Debian's chromium, headless, with nothing that reaches out to the internet
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -12,7 +15,10 @@ ARTIFACTS = Path(os.environ.get("WORKBENCH_TEST_ARTIFACTS", "/tmp/workbench-test
 
 
 def run_cell(lab, code: str) -> None:
-    """Type ``code`` into the notebook's last cell and run it (Shift+Enter)."""
+    """Type ``code`` into the notebook's last cell and run it (Shift+Enter), once the
+    notebook's kernel is connected and idle (a cell run before that may be dropped)."""
+    expect(lab.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\|\s*Idle")).first
+           ).to_be_visible(timeout=120_000)
     editor = lab.locator(".jp-Notebook .jp-Cell .cm-content").last
     editor.click()
     lab.keyboard.type(code)
