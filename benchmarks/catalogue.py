@@ -145,7 +145,7 @@ def main() -> int:
     p.add_argument("--datasets", type=int, default=10_000, help="catalogue size (10000)")
     p.add_argument("--queries", type=int, default=300, help="search requests (300)")
     p.add_argument("--opens", type=int, default=100, help="open requests (100)")
-    p.add_argument("--reads", type=int, default=41, help="reads of each kind (41)")
+    p.add_argument("--reads", type=int, default=101, help="reads of each kind (101)")
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args()
     if os.geteuid() != 0:

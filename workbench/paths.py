@@ -15,6 +15,8 @@ DEFAULT_HOME = "/var/lib/aifactory"
 
 #: the source tree's data files (cluster templates, demo files, hub config), shipped in the wheel
 DATA_DIR = Path(__file__).resolve().parent / "data"
+#: the repository root, when running from a source checkout
+_SOURCE_ROOT = DATA_DIR.parent.parent
 
 
 def data_file(*parts: str) -> Path:
@@ -23,7 +25,7 @@ def data_file(*parts: str) -> Path:
     if here.exists():
         return here
     # running from a source checkout (tests, editable install): the repository root
-    return Path(__file__).resolve().parent.parent.joinpath(*parts)
+    return _SOURCE_ROOT.joinpath(*parts)
 
 
 @dataclass(frozen=True)
