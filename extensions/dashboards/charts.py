@@ -1,7 +1,8 @@
 """Plotly charts of the dashboards, each a function of a table (readable on a laptop).
 
-Each figure is plotly's JSON (a dict with ``data`` and ``layout``), shown as the
-``application/vnd.plotly.v1+json`` mime type and drawn by plotly.js in the browser. Built
+Each figure is plotly's JSON (a dict with ``data`` and ``layout``), shown as the dashboards'
+chart mime type (:data:`.common.CHART_MIME`) and drawn by plotly.js (its basic bundle: bar
+and scatter are all these use) in the browser. Built
 as plain dicts: ``plotly.graph_objects`` costs a viewer's kernel ~0.5 s to import and ~1 s to
 validate four figures with a template (measured under load 5-7), for the same JSON; the look of
 ``plotly_white`` is given by the few layout keys below instead of its 60 kB template."""

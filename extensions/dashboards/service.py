@@ -19,6 +19,7 @@ under ``AIFACTORY_HOME/dashboards/NAME`` and replaces itself with ``jupyterhub-s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -27,14 +28,23 @@ import sys
 import time
 from pathlib import Path
 
+from jupyter_core.utils import ensure_async
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyterhub.singleuser.extension import JupyterHubAuthorizer
-from traitlets import Float
+from tornado.ioloop import IOLoop
+from traitlets import Float, Integer, Unicode
 
 from workbench.paths import FactoryHome, data_file
 
 #: service name → its notebook (in the repository's ``notebooks/``)
 NOTEBOOKS = {"support-dashboard": "support.ipynb", "manager-dashboard": "programmes.ipynb"}
+
+#: service name → what its pooled kernels run before a viewer comes: the notebook's imports,
+#: and the shared job history brought up to date (:func:`workbench.dashboards.source.warm`)
+WARM_CODE = {name: f"import extensions.dashboards.{module}\n"
+                   "from workbench.dashboards.source import warm\nwarm()"
+             for name, module in (("support-dashboard", "support"),
+                                  ("manager-dashboard", "manager"))}
 
 #: kernel messages a browser may send: widget traffic only (no execute_request)
 ALLOWED_MESSAGE_TYPES = ["comm_open", "comm_close", "comm_msg", "comm_info_request",
@@ -43,9 +53,15 @@ ALLOWED_MESSAGE_TYPES = ["comm_open", "comm_close", "comm_msg", "comm_info_reque
 #: the only server extensions loaded (jupyterhub-singleuser loads itself)
 EXTENSIONS_ON = ("voila.server_extension",)
 
-#: the JupyterLab frontend extensions a dashboard page loads: the widgets and plotly
+#: the JupyterLab frontend extensions a dashboard page loads: the widgets and the charts
+#: (``js/``: plotly.js's basic bundle; jupyterlab-plotly would load the whole of plotly.js,
+#: 4.8 MB, ~1 s of every first render here)
 FRONTEND_EXTENSIONS = ("@voila-dashboards/widgets-manager8", "@jupyter-widgets/jupyterlab-manager",
-                       "jupyterlab-plotly")
+                       "@aifactory/dashboard-charts")
+
+#: where the charts' prebuilt extension lies (``share/labextensions/...``): on the dashboard
+#: services' JUPYTER_PATH only, so the users' JupyterLab never loads it
+SHARE = Path(__file__).resolve().parent / "share"
 
 #: server extensions a dashboard service turns off even if the environment does not enable
 #: them (every other extension the environment enables is turned off too)
@@ -56,12 +72,23 @@ EXTENSIONS_OFF = ("jupyterlab", "notebook", "notebook_shim", "jupyter_server_ter
 
 
 class DashboardKernelManager(AsyncMappingKernelManager):
-    """Each viewer's kernel ends when its page is gone.
+    """Kernels for page views: started ahead with the imports done, and ended when the page
+    is gone.
 
-    Voila starts a kernel per page view. A dashboard that refreshes itself keeps its kernel
-    active, so the usual idle culling never ends the kernel of a closed tab; here a kernel
-    with no open connection is shut down once it is ``cull_unwatched_after`` seconds old (the
-    page connects within seconds of being rendered). The culler runs every ``cull_interval``.
+    **Warm kernels.** Voila runs the notebook in a new kernel for each page view; starting it
+    (0.7 s here) and importing pandas and the widgets (0.6-0.8 s) came before anything was
+    drawn. ``pool_size`` kernels are kept started, each having run ``warm_code`` (imports, and
+    the shared caches brought up to date: nothing a page shows is kept from then, so the
+    figures are as fresh as without the pool), and each is handed to one page view, never
+    two; a new one is started ``fill_delay`` seconds after one is handed out. Voila's own
+    pool (``preheat_kernel``) exists only in its standalone app, not behind the hub. A pooled
+    kernel has the service's environment, without the request's variables Voila adds
+    (``VOILA_REQUEST_URL``, ``QUERY_STRING``...): the dashboards' notebooks read none.
+
+    **Culling.** A dashboard that refreshes itself keeps its kernel active, so the usual idle
+    culling never ends the kernel of a closed tab; here a kernel with no open connection is
+    shut down once it is ``cull_unwatched_after`` seconds past its hand-out (the page connects
+    within seconds of being rendered). Kernels waiting in the pool are not culled.
     """
 
     cull_unwatched_after = Float(
@@ -70,16 +97,96 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         down (a closed tab, a viewer gone). Example: 120.""",
     ).tag(config=True)
 
+    pool_size = Integer(
+        0, min=0, max=20,
+        help="""Kernels kept started and warmed for the next page views (0: none, each view
+        starts its own). Each costs one idle Python process (~150 MB). Example: 1.""",
+    ).tag(config=True)
+
+    pool_kernel_name = Unicode(
+        "python3",
+        help="""The kernel spec of the pooled kernels; a view asking for another starts its
+        own. Example: 'python3'.""",
+    ).tag(config=True)
+
+    warm_code = Unicode(
+        "",
+        help="""Python a pooled kernel runs before it waits: the notebook's imports, nothing
+        that reads data. Example: 'import extensions.dashboards.manager'.""",
+    ).tag(config=True)
+
+    fill_delay = Float(
+        5.0, min=0.0,
+        help="""Seconds after a pooled kernel is handed out before its replacement starts
+        (so its start and imports, ~1.5 s of CPU, do not compete with the view being
+        rendered). Example: 5.""",
+    ).tag(config=True)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._born: dict[str, float] = {}
+        self._pool: list[asyncio.Future] = []
+        self._pooled: set[str] = set()
+        if self.pool_size:
+            IOLoop.current().add_callback(self._fill_pool)
+
+    # -- the pool ---------------------------------------------------------------------------
+
+    def _fill_pool(self) -> None:
+        while len(self._pool) < self.pool_size:
+            self._pool.append(asyncio.ensure_future(self._start_pooled()))
+
+    async def _start_pooled(self) -> str:
+        kernel_id = await super().start_kernel(kernel_name=self.pool_kernel_name, path="")
+        self._pooled.add(kernel_id)
+        if self.warm_code:
+            await self._warm(kernel_id)
+        return kernel_id
+
+    async def _warm(self, kernel_id: str) -> None:
+        client = self.get_kernel(kernel_id).client()
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=60)
+            reply = await client.execute_interactive(
+                self.warm_code, silent=True, store_history=False, timeout=120,
+                output_hook=lambda msg: None)
+            if reply["content"].get("status") != "ok":
+                self.log.warning("Pooled kernel %s: %r failed: %s", kernel_id, self.warm_code,
+                                 reply["content"].get("evalue", ""))
+        finally:
+            client.stop_channels()
+
+    async def _take_pooled(self) -> str | None:
+        """A warm kernel for one view (None when the pool had none usable)."""
+        task = self._pool.pop(0)
+        IOLoop.current().call_later(self.fill_delay, self._fill_pool)
+        try:
+            kernel_id = await task
+        except (RuntimeError, TimeoutError, OSError, KeyError) as e:
+            self.log.warning("A pooled kernel did not start (the view starts its own): %s", e)
+            return None
+        self._pooled.discard(kernel_id)
+        if kernel_id not in self or not await ensure_async(
+                self.get_kernel(kernel_id).is_alive()):
+            return None
+        self.log.info("Kernel %s: a warm kernel from the pool", kernel_id)
+        return kernel_id
 
     async def start_kernel(self, *args, **kwargs):
-        kernel_id = await super().start_kernel(*args, **kwargs)
-        self._born.setdefault(kernel_id, time.monotonic())
+        kernel_id = None
+        if (self._pool and not args and kwargs.get("kernel_id") is None
+                and kwargs.get("kernel_name", self.pool_kernel_name) == self.pool_kernel_name
+                and (kwargs.get("path") or "") == ""):
+            kernel_id = await self._take_pooled()
+        if kernel_id is None:
+            kernel_id = await super().start_kernel(*args, **kwargs)
+        self._born[kernel_id] = time.monotonic()
         return kernel_id
 
     async def cull_kernel_if_idle(self, kernel_id):
+        if kernel_id in self._pooled:
+            return  # waiting for a viewer
         age = time.monotonic() - self._born.get(kernel_id, time.monotonic())
         if not self._kernel_connections.get(kernel_id, 0) and age > self.cull_unwatched_after:
             self.log.info("Shutting down kernel %s: no page has watched it (%.0f s old)",
@@ -88,6 +195,11 @@ class DashboardKernelManager(AsyncMappingKernelManager):
             await self.shutdown_kernel(kernel_id)
             return
         await super().cull_kernel_if_idle(kernel_id)
+
+    async def shutdown_kernel(self, kernel_id, *args, **kwargs):
+        self._pooled.discard(kernel_id)
+        self._born.pop(kernel_id, None)
+        return await super().shutdown_kernel(kernel_id, *args, **kwargs)
 
 
 def enabled_extensions() -> list[str]:
@@ -125,9 +237,11 @@ class DashboardAuthorizer(JupyterHubAuthorizer):
         return super().is_authorized(handler, user, action, resource)
 
 
-def server_config(root_dir: Path, environment_extensions: list[str] = ()) -> dict:
+def server_config(root_dir: Path, environment_extensions: list[str] = (),
+                  warm_code: str = "") -> dict:
     """The Jupyter Server config of a dashboard service (JSON-able): only Voila on, of the
-    ``environment_extensions`` and :data:`EXTENSIONS_OFF`."""
+    ``environment_extensions`` and :data:`EXTENSIONS_OFF`; one warm kernel waiting, having run
+    ``warm_code``."""
     extensions = {name: False for name in (*EXTENSIONS_OFF, *environment_extensions)}
     extensions.update({name: True for name in EXTENSIONS_ON})
     return {
@@ -150,7 +264,8 @@ def server_config(root_dir: Path, environment_extensions: list[str] = ()) -> dic
             "cull_interval": 60,
             "cull_connected": False,
         },
-        "DashboardKernelManager": {"cull_unwatched_after": 120},
+        "DashboardKernelManager": {"cull_unwatched_after": 120, "pool_size": 1,
+                                   "warm_code": warm_code},
         "VoilaConfiguration": {
             "show_tracebacks": False,
             # only the frontend extensions a dashboard draws with (not the collaboration,
@@ -176,7 +291,8 @@ def prepare(name: str, home: FactoryHome | None = None) -> tuple[Path, dict[str,
             old.unlink()
     shutil.copyfile(data_file("notebooks", notebook), root / notebook)
     (config / "jupyter_server_config.json").write_text(
-        json.dumps(server_config(root, enabled_extensions()), indent=2) + "\n")
+        json.dumps(server_config(root, enabled_extensions(), WARM_CODE[name]), indent=2)
+        + "\n")
     env = {
         "JUPYTER_CONFIG_DIR": str(config),
         "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
@@ -184,6 +300,9 @@ def prepare(name: str, home: FactoryHome | None = None) -> tuple[Path, dict[str,
         # the singleuser extension names the server's owner from this; a service has none
         "JUPYTERHUB_USER": name,
         "JUPYTERHUB_ACTIVITY_URL": "",
+        # the charts' frontend extension (for this service only)
+        "JUPYTER_PATH": os.pathsep.join(filter(None, [str(SHARE),
+                                                      os.environ.get("JUPYTER_PATH", "")])),
         # kernels import the project from its source tree
         "PYTHONPATH": os.pathsep.join(filter(None, [str(data_file()),
                                                     os.environ.get("PYTHONPATH", "")])),

@@ -145,7 +145,8 @@ def test_maria_sees_the_used_gpu_hours_of_the_allocations_and_downloads_a_csv(
     assert set(shown) == set(expected)
     for project, used in expected.items():
         assert abs(shown[project] - used) <= BUDGET_TOLERANCE, (project, shown[project], used)
-    expect(page.locator(".wb-manager .js-plotly-plot").first).to_be_visible()
+    # drawn by the dashboards' own renderer (plotly.js basic), not jupyterlab-plotly
+    expect(page.locator(".wb-manager .wb-chart.js-plotly-plot").first).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "dashboard-programmes.png"), full_page=True)
 
     with page.expect_download() as dl:

@@ -218,3 +218,55 @@ def test_each_service_root_holds_only_its_own_notebook(tmp_path):
     assert base.stat().st_mode & 0o077 == 0
     with pytest.raises(SystemExit):
         service.prepare("alice-dashboard", FactoryHome(tmp_path))
+
+
+def test_the_services_draw_charts_with_their_own_prebuilt_renderer_only(tmp_path):
+    import hashlib
+    import json
+
+    src = Path(service.__file__).parent / "js"
+    built = service.SHARE / "labextensions" / "@aifactory" / "dashboard-charts"
+    digest = hashlib.sha256(b"".join((src / n).read_bytes()
+                                     for n in ("package.json", "src/index.js"))).hexdigest()
+    assert (built / "source.sha256").read_text().strip() == digest, \
+        "extensions/dashboards/js changed: run extensions/dashboards/js/build.sh"
+    meta = json.loads((built / "package.json").read_text())
+    assert (built / meta["jupyterlab"]["_build"]["load"]).is_file()
+    assert "jupyterlab-plotly" not in service.FRONTEND_EXTENSIONS
+    assert meta["name"] in service.FRONTEND_EXTENSIONS
+    # only the dashboard services find it (their JUPYTER_PATH), not the users' JupyterLab
+    from workbench.paths import FactoryHome
+    _, env = service.prepare("manager-dashboard", FactoryHome(tmp_path))
+    assert env["JUPYTER_PATH"].split(os.pathsep)[0] == str(service.SHARE)
+    cfg = json.loads((tmp_path / "dashboards" / "manager-dashboard" / "config" /
+                      "jupyter_server_config.json").read_text())
+    pool = cfg["DashboardKernelManager"]
+    assert pool["pool_size"] == 1
+    assert pool["warm_code"].startswith("import extensions.dashboards.manager\n")
+
+
+async def test_a_view_gets_a_warm_kernel_from_the_pool_once_and_the_pool_is_never_culled(
+        tmp_path):
+    """Real kernels: the pooled one has run the warm code before a view asks, goes to one
+    view only, and waits in the pool through culling."""
+    warmed = tmp_path / "warmed"
+    km = service.DashboardKernelManager(
+        root_dir=str(tmp_path), pool_size=1, fill_delay=3600, cull_idle_timeout=1,
+        warm_code=f"open({str(warmed)!r}, 'w').write('yes')")
+    try:
+        km._fill_pool()
+        pooled = await km._pool[0]
+        assert warmed.read_text() == "yes"  # warmed before any view
+        km.get_kernel(pooled).last_activity -= timedelta(hours=1)
+        await km.cull_kernel_if_idle(pooled)  # idle for an hour, but waiting in the pool
+        assert pooled in km
+        first = await km.start_kernel(kernel_name="python3", path="")
+        assert first == pooled
+        second = await km.start_kernel(kernel_name="python3", path="")
+        assert second != first  # the pool was empty (refill 1 h later): a kernel of its own
+        # a view's kernel nobody watches is shut down once cull_unwatched_after has passed
+        km._born[second] -= km.cull_unwatched_after + 1
+        await km.cull_kernel_if_idle(second)
+        assert second not in km
+    finally:
+        await km.shutdown_all()

@@ -371,3 +371,11 @@ def shared_source() -> DashboardSource:
 
 
 _SOURCE: DashboardSource | None = None
+
+
+def warm() -> None:
+    """Before a viewer comes (a dashboard service's waiting kernel runs this): the shared job
+    history brought up to date (incrementally, and only if older than its ``max_age``) and
+    held in this process. Nothing a page shows is kept from here: a view still reads
+    everything by the caches' ages (the budgets and the allocations only at view time)."""
+    shared_source().history.table()
