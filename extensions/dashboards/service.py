@@ -21,20 +21,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import shutil
 import sys
 import time
 from pathlib import Path
+from queue import Empty
 
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
+from jupyter_client.session import Session
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyterhub.singleuser.extension import JupyterHubAuthorizer
 from tornado.ioloop import IOLoop
-from traitlets import Float, Integer, Unicode
+from traitlets import Float, Integer, Type, Unicode
 
 from workbench.paths import FactoryHome, data_file
+
+log = logging.getLogger(__name__)
 
 #: service name → its notebook (in the repository's ``notebooks/``)
 NOTEBOOKS = {"support-dashboard": "support.ipynb", "manager-dashboard": "programmes.ipynb"}
@@ -69,6 +76,37 @@ EXTENSIONS_OFF = ("jupyterlab", "notebook", "notebook_shim", "jupyter_server_ter
                   "jupyter_server_proxy", "jupyter_lsp", "jupyter_server_ydoc",
                   "jupyter_server_fileid", "jupyter_collaboration", "dask_labextension",
                   "voila")
+
+
+class RepollingShellChannel(AsyncZMQSocketChannel):
+    """A shell channel whose wait without a timeout polls the socket afresh every second.
+
+    Voila (nbclient) waits for each cell's ``execute_reply`` with no timeout. Now and then the
+    programmes page stayed at "Executing 2 of 3" for good (3 of ~100 first views after a
+    service start; both CI runs of one day): the log shows the cell finished (the kernel went
+    idle) and no reply reached Voila. A reply that has arrived while the socket's wake-up was
+    missed (zmq's file descriptor is edge-triggered) is found by a fresh poll; a wait that
+    ends that way is logged, so the next occurrence says which it was."""
+
+    repoll_s = 1.0
+
+    async def get_msg(self, timeout: float | None = None):
+        if timeout is not None:
+            return await super().get_msg(timeout)
+        while True:
+            try:
+                return await super().get_msg(self.repoll_s)
+            except Empty:
+                if await self.msg_ready():
+                    log.warning("A kernel reply was waiting unseen on the shell channel (a "
+                                "missed wake-up); picked up by a fresh poll")
+
+
+class DashboardKernelClient(AsyncKernelClient):
+    """The kernel client of Voila's executor and of the pool's warm-up: its shell channel
+    re-polls (:class:`RepollingShellChannel`)."""
+
+    shell_channel_class = Type(RepollingShellChannel)
 
 
 class DashboardKernelManager(AsyncMappingKernelManager):
@@ -144,7 +182,11 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         return kernel_id
 
     async def _warm(self, kernel_id: str) -> None:
-        client = self.get_kernel(kernel_id).client()
+        km = self.get_kernel(kernel_id)
+        # a session of its own: km.client()'s shell socket takes the kernel manager's session
+        # id as its zmq identity, and Voila's client (the next one) uses that identity
+        client = km.client(session=Session(key=km.session.key,
+                                           signature_scheme=km.session.signature_scheme))
         client.start_channels()
         try:
             await client.wait_for_ready(timeout=60)
@@ -264,6 +306,9 @@ def server_config(root_dir: Path, environment_extensions: list[str] = (),
             "cull_interval": 60,
             "cull_connected": False,
         },
+        # Voila's executor (nbclient) makes its kernel client with km.client()
+        "KernelManager": {
+            "client_factory": "extensions.dashboards.service.DashboardKernelClient"},
         "DashboardKernelManager": {"cull_unwatched_after": 120, "pool_size": 1,
                                    "warm_code": warm_code},
         "VoilaConfiguration": {

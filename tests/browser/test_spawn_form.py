@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import ARTIFACTS
+from tests.browser.helpers import ARTIFACTS, run_cell
 from workbench.slurm import queries
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
@@ -45,11 +45,8 @@ def test_bob_starts_jupyterlab_on_a_gpu_node_from_the_form(page, hub_url, demo_p
     # a fresh workspace, whatever an earlier session of bob's left open
     page.goto(f"{hub_url}user/bob/lab?reset")
     page.locator(".jp-LauncherCard[data-category='Notebook']").first.click()
-    editor = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-    editor.click()
-    page.keyboard.type("import os; print('JOB', os.environ['SLURM_JOB_ID'], "
-                       "'GPUS', os.environ.get('CUDA_VISIBLE_DEVICES'))")
-    page.keyboard.press("Shift+Enter")
+    run_cell(page, "import os; print('JOB', os.environ['SLURM_JOB_ID'], "
+                   "'GPUS', os.environ.get('CUDA_VISIBLE_DEVICES'))")
     output = page.locator(".jp-OutputArea-output").filter(has_text="JOB").first
     expect(output).to_contain_text("GPUS", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-cell.png"))

@@ -2,12 +2,14 @@
 path-checked output tail, the widgets (driven without a kernel) and the Voila service's
 lock-down."""
 
+import asyncio
 import getpass
 import multiprocessing
 import os
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from queue import Empty
 
 import pandas as pd
 import pytest
@@ -268,5 +270,43 @@ async def test_a_view_gets_a_warm_kernel_from_the_pool_once_and_the_pool_is_neve
         km._born[second] -= km.cull_unwatched_after + 1
         await km.cull_kernel_if_idle(second)
         assert second not in km
+    finally:
+        await km.shutdown_all()
+
+
+async def test_voilas_kernel_client_finds_a_reply_whose_wake_up_was_missed(tmp_path, caplog,
+                                                                            monkeypatch):
+    """The service's config gives every kernel client (Voila's executor makes its own with
+    km.client()) a shell channel that polls again; a reply the first wait did not see (as
+    when zmq's edge-triggered wake-up is missed) is still returned, and the miss is logged."""
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from traitlets.config import Config
+
+    cfg = Config(service.server_config(tmp_path, []))
+    km = service.DashboardKernelManager(config=cfg, root_dir=str(tmp_path))
+    try:
+        kernel_id = await km.start_kernel(kernel_name="python3", path="")
+        client = km.get_kernel(kernel_id).client()
+        assert isinstance(client, service.DashboardKernelClient)
+        client.start_channels()
+        await client.wait_for_ready(timeout=60)
+        plain = AsyncZMQSocketChannel.get_msg
+        missed = []
+
+        async def miss_once(self, timeout=None):
+            if not missed:  # the first wait does not see the reply, as on a missed wake-up
+                missed.append(True)
+                await asyncio.sleep(0.5)  # long enough for the reply to be there
+                raise Empty
+            return await plain(self, timeout)
+
+        monkeypatch.setattr(AsyncZMQSocketChannel, "get_msg", miss_once)
+        msg_id = client.execute("1 + 1")
+        reply = await asyncio.wait_for(client.shell_channel.get_msg(), 30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "ok"
+        assert missed == [True]
+        assert "missed wake-up" in caplog.text
+        client.stop_channels()
     finally:
         await km.shutdown_all()
