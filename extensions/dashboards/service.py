@@ -82,11 +82,12 @@ class RepollingShellChannel(AsyncZMQSocketChannel):
     """A shell channel whose wait without a timeout polls the socket afresh every second.
 
     Voila (nbclient) waits for each cell's ``execute_reply`` with no timeout. Now and then the
-    programmes page stayed at "Executing 2 of 3" for good (3 of ~100 first views after a
-    service start; both CI runs of one day): the log shows the cell finished (the kernel went
-    idle) and no reply reached Voila. A reply that has arrived while the socket's wake-up was
-    missed (zmq's file descriptor is edge-triggered) is found by a fresh poll; a wait that
-    ends that way is logged, so the next occurrence says which it was."""
+    programmes page stayed at "Executing 2 of 3" for good (2 of 93 views in one service log,
+    both within a minute of a service start, and the first programmes view in two CI runs):
+    the log shows the cell finished (the kernel went idle) and no reply reached Voila. A
+    reply that arrived while the socket's wake-up was missed (zmq's file descriptor is
+    edge-triggered) is found by a fresh poll; a wait that ends that way is logged, so the
+    next occurrence says which it was."""
 
     repoll_s = 1.0
 
@@ -138,7 +139,7 @@ class DashboardKernelManager(AsyncMappingKernelManager):
     pool_size = Integer(
         0, min=0, max=20,
         help="""Kernels kept started and warmed for the next page views (0: none, each view
-        starts its own). Each costs one idle Python process (~150 MB). Example: 1.""",
+        starts its own). Each costs one idle Python process (~130 MB). Example: 1.""",
     ).tag(config=True)
 
     pool_kernel_name = Unicode(
@@ -149,8 +150,9 @@ class DashboardKernelManager(AsyncMappingKernelManager):
 
     warm_code = Unicode(
         "",
-        help="""Python a pooled kernel runs before it waits: the notebook's imports, nothing
-        that reads data. Example: 'import extensions.dashboards.manager'.""",
+        help="""Python a pooled kernel runs before it waits: the notebook's imports, and work
+        that leaves nothing a page shows (bringing the shared caches up to date). Example:
+        'import extensions.dashboards.manager'.""",
     ).tag(config=True)
 
     fill_delay = Float(
