@@ -157,22 +157,6 @@ def raw_queries(slurm: SlurmClient, source: DashboardSource) -> dict:
     return out
 
 
-def wait_answering(url: str, timeout: float = 120) -> None:
-    """Until the service behind ``url`` answers (a redirect to the hub's login, not the
-    proxy's 503)."""
-    import requests
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if requests.get(url, allow_redirects=False, timeout=5).status_code in (302, 200):
-                return
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{url} does not answer after a restart")
-        time.sleep(0.5)
-
-
 def login(browser, user: str, password: str):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(120_000)
@@ -317,9 +301,9 @@ def main(argv=None) -> int:
         # the first viewer after a restart (the shared cache emptied too): the service's
         # waiting kernel brings the history up to date before anyone comes
         shutil.rmtree(settings.cache_dir, ignore_errors=True)  # ours: the shared cache
+        # (returns once the service answers)
         subprocess.run([sys.executable, "-m", "workbench.cli", "restart", "manager-dashboard"],
                        check=True, capture_output=True)
-        wait_answering(f"{HUB}services/manager-dashboard/")
         time.sleep(args.gap)
         figures["manager_first_render_after_restart_s"] = manager_render(page)
         # the worst case: the cache emptied just before the view (no history read yet)

@@ -4,7 +4,8 @@
     workbench down               stop every daemon `up` started (jobs are cancelled first)
     workbench restart [SERVICE...]
                                  restart the hub and its services (or only the named
-                                 services); sessions and the proxy keep running
+                                 services, returning once each answers); sessions and
+                                 the proxy keep running
     workbench status [--json]    hub URL, slurm.conf, demo password, services, nodes
     workbench allocations apply [FILE] [--dry-run]
                                  make Slurm match the allocations file, print the changes
@@ -177,6 +178,7 @@ def cmd_restart(args) -> int:
         for name in args.services:
             daemons.stop(name, hub.home.pidfile(name))
         started = hub.start_services(args.services)
+        hub.wait_services(started)
         print(f"Restarted: {', '.join(started)}")
         return 0
     hub.restart()
@@ -343,7 +345,8 @@ def parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("restart", help="restart the hub and its services (new code and "
                         "config take effect; the proxy and the sessions keep running)")
     rs.add_argument("services", nargs="*", metavar="SERVICE",
-                    help="restart only these hub services, not the hub")
+                    help="restart only these hub services, not the hub (returns once each "
+                         "answers)")
     rs.set_defaults(func=cmd_restart)
     st = sub.add_parser("status", help="hub URL, slurm.conf, demo password, nodes")
     st.add_argument("--json", action="store_true", help="one JSON object")

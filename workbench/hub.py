@@ -108,6 +108,15 @@ class LocalHub:
             started.append(service.name)
         return started
 
+    def wait_services(self, names: list[str], timeout: float = 120.0) -> None:
+        """Until each of the services ``names`` that listens answers at its own address
+        (TimeoutError naming the first that does not)."""
+        for service in self.site.services():
+            url = service.url(self.site.hub_ip)
+            if service.name in names and url:
+                daemons.wait_until(lambda u=url + service.prefix: _answers(u),
+                                   f"service {service.name} at {url}", timeout)
+
     def stop_services(self) -> list[str]:
         return [s.name for s in self.site.services()
                 if daemons.stop(s.name, self.home.pidfile(s.name))]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -134,3 +136,13 @@ def test_slurm_accounting_down_gives_messages_and_the_rest_of_the_page(tmp_path,
     assert support.nodes.table is not None and len(support.nodes.table) >= 1
     assert "Slurm accounting" in support.failures.message
     assert source.user("nosuchuser").message == "There is no user 'nosuchuser' on this cluster."
+
+
+def test_restarting_a_dashboard_service_returns_once_it_answers(browser_login, hub_url):
+    """``workbench restart NAME`` gives the service back answering: maria's page comes at
+    once, not the proxy's 503 of a service still starting."""
+    out = subprocess.run([sys.executable, "-m", "workbench.cli", "restart", MANAGER],
+                         capture_output=True, text=True, check=True).stdout
+    assert f"Restarted: {MANAGER}" in out
+    r = browser_login("maria").get(f"{hub_url}services/{MANAGER}/", timeout=60)
+    assert r.status_code == 200 and "voila" in r.text.lower(), r.status_code
