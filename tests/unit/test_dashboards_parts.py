@@ -17,6 +17,7 @@ import pytest
 from extensions.dashboards import service
 from extensions.dashboards.manager import ManagerDashboard
 from extensions.dashboards.table import DataTable
+from tests.labextension import check_prebuilt
 from workbench.dashboards import joboutput
 from workbench.dashboards.cache import SharedCache
 from workbench.dashboards.history import parse_history
@@ -223,17 +224,11 @@ def test_each_service_root_holds_only_its_own_notebook(tmp_path):
 
 
 def test_the_services_draw_charts_with_their_own_prebuilt_renderer_only(tmp_path):
-    import hashlib
     import json
 
-    src = Path(service.__file__).parent / "js"
-    built = service.SHARE / "labextensions" / "@aifactory" / "dashboard-charts"
-    digest = hashlib.sha256(b"".join((src / n).read_bytes()
-                                     for n in ("package.json", "src/index.js"))).hexdigest()
-    assert (built / "source.sha256").read_text().strip() == digest, \
-        "extensions/dashboards/js changed: run extensions/dashboards/js/build.sh"
-    meta = json.loads((built / "package.json").read_text())
-    assert (built / meta["jupyterlab"]["_build"]["load"]).is_file()
+    meta = check_prebuilt(Path(service.__file__).parent / "js",
+                          service.SHARE / "labextensions" / "@aifactory" / "dashboard-charts",
+                          ("package.json", "src/index.js"))
     assert "jupyterlab-plotly" not in service.FRONTEND_EXTENSIONS
     assert meta["name"] in service.FRONTEND_EXTENSIONS
     # only the dashboard services find it (their JUPYTER_PATH), not the users' JupyterLab

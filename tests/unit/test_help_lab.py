@@ -2,25 +2,20 @@
 project, with the server extensions that serve it and guard shared sessions. (The whole path
 runs in tests/browser/test_pair_debugging.py.)"""
 
-import hashlib
 import json
 import tomllib
 from pathlib import Path
+
+from tests.labextension import check_prebuilt
 
 ROOT = Path(__file__).parents[2]
 HELP = ROOT / "extensions" / "help"
 
 
 def test_the_prebuilt_labextension_matches_its_source():
-    src = HELP / "js"
-    digest = hashlib.sha256(b"".join(
-        (src / name).read_bytes() for name in ("package.json", "src/index.js",
-                                              "style/index.css"))).hexdigest()
-    built = (HELP / "labextension" / "source.sha256").read_text().strip()
-    assert built == digest, "extensions/help/js changed: run extensions/help/js/build.sh"
-    meta = json.loads((HELP / "labextension" / "package.json").read_text())
+    meta = check_prebuilt(HELP / "js", HELP / "labextension",
+                          ("package.json", "src/index.js", "style/index.css"))
     assert meta["name"] == "@aifactory/workbench-help"
-    assert (HELP / "labextension" / meta["jupyterlab"]["_build"]["load"]).is_file()
 
 
 def test_the_extensions_are_installed_and_enabled_in_every_session():

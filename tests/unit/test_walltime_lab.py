@@ -1,24 +1,17 @@
 """The walltime in JupyterLab: the prebuilt extension is current, the server side finds its
 hub session. (The whole path runs in tests/browser: status bar, warning, extension.)"""
 
-import hashlib
-import json
 from pathlib import Path
 
 from extensions.walltime.handlers import HubSession
+from tests.labextension import check_prebuilt
 
 WALLTIME = Path(__file__).parents[2] / "extensions" / "walltime"
 
 
 def test_the_prebuilt_labextension_matches_its_source():
-    src = WALLTIME / "js"
-    digest = hashlib.sha256(b"".join(
-        (src / name).read_bytes() for name in ("package.json", "src/index.js",
-                                              "style/index.css"))).hexdigest()
-    built = (WALLTIME / "labextension" / "source.sha256").read_text().strip()
-    assert built == digest, "extensions/walltime/js changed: run extensions/walltime/js/build.sh"
-    meta = json.loads((WALLTIME / "labextension" / "package.json").read_text())
-    assert (WALLTIME / "labextension" / meta["jupyterlab"]["_build"]["load"]).is_file()
+    check_prebuilt(WALLTIME / "js", WALLTIME / "labextension",
+                   ("package.json", "src/index.js", "style/index.css"))
 
 
 def test_the_hub_session_comes_from_the_servers_environment():
