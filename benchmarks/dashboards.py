@@ -57,6 +57,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.browser.helpers import CHROMIUM_ARGS, log_in  # noqa: E402  (as the tests do)
 from workbench.dashboards.history import history_query  # noqa: E402
 from workbench.dashboards.source import DashboardSettings, DashboardSource  # noqa: E402
 from workbench.paths import FactoryHome  # noqa: E402
@@ -66,9 +67,6 @@ ACCOUNT = "bench-dashboards"
 FIRST_ID = 60_000_000
 CLUSTER = "aifactory"
 HUB = "http://127.0.0.1:8000/"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic", "--disable-dev-shm-usage"]
 #: slurm's job states in the database (slurm/slurm.h)
 STATES = {"COMPLETED": 3, "CANCELLED": 4, "FAILED": 5, "TIMEOUT": 6, "OUT_OF_MEMORY": 11}
 
@@ -160,10 +158,7 @@ def raw_queries(slurm: SlurmClient, source: DashboardSource) -> dict:
 def login(browser, user: str, password: str):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(120_000)
-    page.goto(f"{HUB}hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
+    log_in(page, HUB, user, password)
     page.wait_for_load_state()
     return page
 

@@ -1,5 +1,5 @@
-"""What the browser tests share: how chromium is launched, where screenshots go, and how a
-cell is typed and run in JupyterLab."""
+"""What the browser tests share: how chromium is launched, where screenshots go, how a user
+logs in through the hub's form, and how a cell is typed and run in JupyterLab."""
 
 import os
 import re
@@ -12,6 +12,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic", "--disable-dev-shm-usage"]
 ARTIFACTS = Path(os.environ.get("WORKBENCH_TEST_ARTIFACTS", "/tmp/workbench-test-artifacts"))
+
+
+def log_in(page, hub_url: str, user: str, password: str) -> None:
+    """Log ``user`` in through the hub's login form on ``page`` (the caller waits for where
+    the hub sends them)."""
+    page.goto(f"{hub_url}hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
 
 
 def run_cell(lab, code: str) -> None:

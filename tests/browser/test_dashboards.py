@@ -18,7 +18,7 @@ from playwright.sync_api import expect, sync_playwright
 from workbench.slurm import queries
 from workbench.tags import parse_job_tag
 
-from .helpers import ARTIFACTS, CHROMIUM_ARGS
+from .helpers import ARTIFACTS, CHROMIUM_ARGS, log_in
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
 
@@ -38,10 +38,7 @@ def browser():
 def login(browser, hub_url, user, password):
     page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
     page.set_default_timeout(60_000)
-    page.goto(f"{hub_url}hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
+    log_in(page, hub_url, user, password)
     page.wait_for_load_state()
     return page
 

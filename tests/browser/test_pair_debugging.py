@@ -14,7 +14,7 @@ import time
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.browser.helpers import ARTIFACTS, CHROMIUM_ARGS
+from tests.browser.helpers import ARTIFACTS, CHROMIUM_ARGS, log_in
 from workbench.audit import AuditLog
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
@@ -39,10 +39,7 @@ def login(browser, hub_url, user, password):
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.goto(f"{hub_url}hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
+    log_in(page, hub_url, user, password)
     page.wait_for_url(re.compile(r".*/(hub/(home|spawn.*)|user/.*)$"))
     return page
 

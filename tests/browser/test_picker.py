@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import ARTIFACTS, run_cell
+from tests.browser.helpers import ARTIFACTS, log_in, run_cell
 from workbench.audit import AuditLog
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
@@ -25,10 +25,7 @@ def test_alice_uses_the_picker_in_jupyterlab(page, hub_url, demo_password,  # no
     wait_for(lambda: (api.get(f"{api.base}/users/alice").json()["servers"].get("") or {}).get(
         "ready"), "alice's server ready")
 
-    page.goto(f"{hub_url}hub/login")
-    page.fill("#username_input", "alice")
-    page.fill("#password_input", demo_password)
-    page.click("#login_submit")
+    log_in(page, hub_url, "alice", demo_password)
     page.wait_for_url(re.compile(r".*/(hub/home|hub/spawn|user/alice/).*"))
     page.goto(f"{hub_url}user/alice/lab?reset")
     page.locator(".jp-LauncherCard[data-category='Notebook']").first.click()

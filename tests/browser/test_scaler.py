@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import ARTIFACTS, run_cell
+from tests.browser.helpers import ARTIFACTS, log_in, run_cell
 from tests.scaling_session import open_session
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
@@ -19,10 +19,7 @@ SESSION = {"partition": "cpu", "account": "industry-autotwin", "gpus": 0, "cpus"
 def test_ida_scales_workers_from_the_panel(page, hub_url, demo_password,  # noqa: F811
                                            slurm, wait_for):
     with open_session(hub_url, demo_password, slurm, "ida", SESSION) as session:
-        page.goto(f"{hub_url}hub/login")
-        page.fill("#username_input", "ida")
-        page.fill("#password_input", demo_password)
-        page.click("#login_submit")
+        log_in(page, hub_url, "ida", demo_password)
         page.wait_for_url(re.compile(r".*/(hub/home|hub/spawn|user/ida/).*"))
         page.goto(f"{hub_url}user/ida/lab?reset")
         page.locator(".jp-LauncherCard[data-category='Notebook']").first.click()

@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import ARTIFACTS, run_cell
+from tests.browser.helpers import ARTIFACTS, log_in, run_cell
 from workbench.slurm import queries
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
@@ -14,10 +14,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
 def test_bob_starts_jupyterlab_on_a_gpu_node_from_the_form(page, hub_url, demo_password,
                                                             slurm, hub_api, wait_for):
     hub_api("bob")  # stops bob's server after the test
-    page.goto(f"{hub_url}hub/login")
-    page.fill("#username_input", "bob")
-    page.fill("#password_input", demo_password)
-    page.click("#login_submit")
+    log_in(page, hub_url, "bob", demo_password)
 
     # the form, built from the live cluster
     page.wait_for_url(re.compile(r".*/hub/spawn.*"))
@@ -74,10 +71,7 @@ def test_alice_sees_her_walltime_in_jupyterlab_and_on_the_home_page_and_extends_
     limit = lambda: next(j for j in slurm.run(queries.jobs())  # noqa: E731
                          if j.job_id == job.job_id).time_limit_min
 
-    page.goto(f"{hub_url}hub/login")
-    page.fill("#username_input", "alice")
-    page.fill("#password_input", demo_password)
-    page.click("#login_submit")
+    log_in(page, hub_url, "alice", demo_password)
 
     # JupyterLab: the status bar shows the time left, a warning offers more (10 min < 15 min)
     page.goto(f"{hub_url}user/alice/lab?reset")
