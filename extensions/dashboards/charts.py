@@ -85,7 +85,8 @@ def utilisation_lines(table: pd.DataFrame) -> dict:
 
 
 def waits_bars(table: pd.DataFrame) -> dict:
-    labels = table["programme"] + " / " + table["partition"]
+    # two lines, not "a / b" on one: ten of those were set at an angle, into the legend
+    labels = table["programme"] + "<br>" + table["partition"]
     return _figure([_bar("median", labels, table["median wait (min)"]),
                     _bar("90th percentile", labels, table["p90 wait (min)"])],
                    "Queue wait per programme and partition", "minutes", barmode="group")
