@@ -80,8 +80,10 @@ def burndown_lines(table: pd.DataFrame) -> dict:
 def utilisation_lines(table: pd.DataFrame) -> dict:
     traces = [_line(part, rows["time"], rows["utilisation %"])
               for part, rows in table.groupby("partition", sort=True)]
+    # from 0, not fixed at 0-100: a value over 100 (capacity is today's nodes; a partition
+    # that had more, or rows written into accounting by hand) is drawn, not cut off the top
     return _figure(traces, "GPU utilisation per partition", "% of GPU-hours",
-                   yaxis={"range": [0, 100]})
+                   yaxis={"rangemode": "tozero"})
 
 
 def waits_bars(table: pd.DataFrame) -> dict:

@@ -144,7 +144,12 @@ def test_maria_sees_the_used_gpu_hours_of_the_allocations_and_downloads_a_csv(
         assert abs(shown[project] - used) <= BUDGET_TOLERANCE, (project, shown[project], used)
     # drawn by the dashboards' own renderer (plotly.js basic), not jupyterlab-plotly
     expect(page.locator(".wb-manager .wb-chart.js-plotly-plot").first).to_be_visible()
-    page.screenshot(path=str(ARTIFACTS / "dashboard-programmes.png"), full_page=True)
+    # Voila scrolls inside its own container: a tall window shows every chart and table
+    page.set_viewport_size({"width": 1400, "height": 4200})
+    page.wait_for_function("document.querySelectorAll('.wb-manager .js-plotly-plot .main-svg')"
+                           ".length >= 4")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-programmes.png"))
+    page.set_viewport_size({"width": 1400, "height": 900})
 
     with page.expect_download() as dl:
         budgets.locator("a.wb-csv").click()
