@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import atomicfile
+
 REGIONS = ["DE-North", "DE-South", "FR-North", "FR-South", "IT-North", "IT-South", "ES",
            "PL", "NL", "BE", "AT", "CZ"]
 
@@ -252,9 +254,7 @@ def generate(root: Path, only: list[str] | None = None) -> list[str]:
         if target.exists():
             continue
         directory.mkdir(mode=0o700, exist_ok=True)
-        tmp = directory / f".{name}.tmp"
-        pq.write_table(make(), tmp, compression="zstd", row_group_size=256 * 1024)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
+        with atomicfile.replacing(target, 0o600) as tmp:
+            pq.write_table(make(), tmp, compression="zstd", row_group_size=256 * 1024)
         written.append(dataset_id)
     return written

@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from workbench import atomicfile
 from workbench.slurm import Query, SlurmClient, SlurmError, SlurmUnavailable
 
 log = logging.getLogger(__name__)
@@ -81,16 +81,11 @@ class SharedCache:
             return {}
 
     def _write(self, name: str, ext: str, data: str | bytes) -> None:
-        path = self._path(name, ext)
-        tmp = path.with_suffix(f".{ext}.tmp{os.getpid()}")
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            tmp.write_text(data)
-        os.replace(tmp, path)
+        atomicfile.write_bytes(self._path(name, ext),
+                               data if isinstance(data, bytes) else data.encode())
 
     def write_meta(self, name: str, **meta) -> None:
-        self._write(name, "meta", json.dumps(meta))
+        atomicfile.write_json(self._path(name, "meta"), meta)
 
     def count_call(self, name: str) -> None:
         """Append one line to ``calls.log`` (a Slurm call was made for ``name``)."""
