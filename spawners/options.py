@@ -13,6 +13,7 @@ from traitlets.config import LoggingConfigurable
 
 from workbench.allocations import AllocationError, Allocations, abudgets
 from workbench.allocations import default_path as default_allocations_path
+from workbench.allocations.loader import cached as cached_allocations
 from workbench.resources import ClusterView, InvalidRequest, defaults, validate_request
 from workbench.slurm import SlurmError, queries
 
@@ -61,7 +62,7 @@ class ClusterOptionsMixin(LoggingConfigurable):
             return None
         path = Path(self.allocations_file or default_allocations_path())
         try:
-            return Allocations.load(path, check_users=False)
+            return cached_allocations(path)
         except AllocationError as e:
             self.log.error("%s: allocations file unusable, budgets not shown: %s",
                            self._log_name, e)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     insert,
     select,
 )
@@ -172,3 +174,25 @@ class AuditLog:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [AuditRecord(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in reversed(rows)]
+
+    # -- for a reader that keeps its own view of some actions (e.g. the licence acceptances)
+
+    def tally(self, actions: Iterable[str]) -> tuple[int, int]:
+        """How many records of ``actions`` there are, and the number of the latest (0: none):
+        a reader's view is current while both stay the same."""
+        t = audit_table.c
+        query = select(func.count(), func.coalesce(func.max(t.id), 0)).where(
+            t.action.in_(list(actions)))
+        with self.engine.connect() as conn:
+            count, last = conn.execute(query).one()
+        return int(count), int(last)
+
+    def numbered(self, actions: Iterable[str], after: int = 0) -> list[tuple[int, AuditRecord]]:
+        """The records of ``actions`` numbered above ``after`` (0: all), oldest first, each
+        with its number."""
+        t = audit_table.c
+        query = select(t.id, t.at, t.actor, t.action, t.subject, t.details).where(
+            t.action.in_(list(actions)), t.id > after).order_by(t.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [(r[0], AuditRecord(r[1], r[2], r[3], r[4], json.loads(r[5]))) for r in rows]

@@ -206,8 +206,9 @@ class CatalogueService(Application):
         return str(datasets_root())
 
     licences = Unicode(
-        help="""The licence acceptances (root-only JSON). Default:
-        $AIFACTORY_HOME/catalogue/licences.json.
+        help="""The JSON file earlier versions kept the licence acceptances in: imported
+        once into the audit store (audit_db, which holds them now) when found, then renamed
+        with '.imported' added. Default: $AIFACTORY_HOME/catalogue/licences.json.
         Example: '/var/lib/aifactory/catalogue/licences.json'.""",
     ).tag(config=True)
 
@@ -241,9 +242,10 @@ class CatalogueService(Application):
 
     def make_store(self) -> CatalogueStore:
         slurm = SlurmClient(slurm_conf=self.slurm_conf or os.environ.get("SLURM_CONF") or None)
+        audit = AuditLog(self.audit_db)
         return CatalogueStore(
             Path(self.catalogue) if self.catalogue else None, Path(self.datasets_root),
-            AuditLog(self.audit_db), slurm, LicenceStore(self.licences),
+            audit, slurm, LicenceStore(audit, legacy=self.licences),
             Path(self.allocations) if self.allocations else None, enforce=self.enforce)
 
     def start(self):

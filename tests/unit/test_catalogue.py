@@ -175,16 +175,60 @@ def test_programme_and_project_rules(demo):
 
 
 def test_licence_store_keeps_acceptances_per_licence(demo, tmp_path):
-    store = LicenceStore(tmp_path / "licences.json")
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    store = LicenceStore(audit)
     d = demo.get("health-records")
     assert not store.accepted(d, "bob")
-    assert store.accept(d, "bob") is True
+    assert store.accept(d, "bob", project="research-medai") is True
     assert store.accept(d, "bob") is False  # once
     assert store.accepted(d, "bob") and store.acceptors(d) == {"bob"}
-    assert oct((tmp_path / "licences.json").stat().st_mode & 0o777) == "0o600"
+    [rec] = audit.records("dataset.licence-accepted")  # the one store: the audit trail
+    assert (rec.actor, rec.subject, rec.details) == (
+        "bob", d.id, {"licence": d.licence, "project": "research-medai"})
+    assert LicenceStore(audit).accepted(d, "bob")  # a new store object (a restart) knows it
     newer = replace(d, licence="https://example.org/dua-2.0")
     assert not store.accepted(newer, "bob")  # a new licence must be accepted again
-    assert store.withdraw(d, "bob") and not store.accepted(d, "bob")
+    assert store.withdraw(d, "bob", by="root") and not store.accepted(d, "bob")
+    assert not store.withdraw(d, "bob")
+    assert not LicenceStore(audit).accepted(d, "bob") and store.all() == {}
+    other = LicenceStore(audit)  # another process: sees what this one records next
+    assert other.acceptors(d) == set()
+    assert store.accept(newer, "carol") and other.all() == {d.id: {"carol": newer.licence}}
+    assert other.acceptors(newer) == {"carol"} and other.acceptors(d) == set()
+
+
+def test_licence_store_imports_the_json_file_of_before_once(demo, tmp_path):
+    d, crops = demo.get("health-records"), demo.get("crop-yields")
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    # earlier versions wrote both: the file and an audit record; a withdrawal left only
+    # the record behind (dan withdrawn), and carol's acceptance was in the file alone
+    audit.record("bob", "dataset.licence-accepted", d.id, licence=d.licence)
+    audit.record("dan", "dataset.licence-accepted", d.id, licence=d.licence)
+    legacy = tmp_path / "licences.json"
+    old = {d.id: {"bob": {"licence": d.licence, "at": "2026-03-01T10:00:00+00:00"},
+                  "carol": {"licence": d.licence, "at": "2026-03-02T10:00:00+00:00"}},
+           crops.id: {"carol": {"licence": crops.licence, "at": "2026-03-03T10:00:00+00:00"}}}
+    legacy.write_text(json.dumps(old))
+    store = LicenceStore(audit, legacy=legacy)
+    assert store.acceptors(d) == {"bob", "carol"} and store.acceptors(crops) == {"carol"}
+    assert not legacy.exists() and json.loads((tmp_path / "licences.json.imported")
+                                              .read_text()) == old
+    accepted = [(r.actor, r.subject) for r in audit.records("dataset.licence-accepted")]
+    assert sorted(accepted) == [("bob", d.id), ("carol", crops.id), ("carol", d.id),
+                                ("dan", d.id)]  # bob's was there: not recorded twice
+    [withdrawn] = audit.records("dataset.licence-withdrawn")
+    assert withdrawn.actor == "dan" and withdrawn.details["by"] == "import"
+    before = len(audit.records(limit=None))
+    # the file back (a restored backup): nothing new recorded, the answer is the same
+    legacy.write_text(json.dumps(old))
+    again = LicenceStore(audit, legacy=legacy)
+    assert again.acceptors(d) == {"bob", "carol"} and not legacy.exists()
+    assert len(audit.records(limit=None)) == before
+    assert LicenceStore(audit, legacy=legacy).acceptors(crops) == {"carol"}  # no file: fine
+    # an unreadable file is left where it is, and what the audit store says is served
+    legacy.write_text("{not json")
+    assert LicenceStore(audit, legacy=legacy).acceptors(d) == {"bob", "carol"}
+    assert legacy.exists() and len(audit.records(limit=None)) == before
 
 
 def test_acls_follow_projects_and_acceptances(demo):
@@ -280,9 +324,9 @@ def test_demo_data_is_deterministic_and_realistic(tmp_path):
 def store(tmp_path, demo):
     root = tmp_path / "datasets"
     demodata.generate(root, only=["crop-yields"])
-    return CatalogueStore(DEMO, root, AuditLog(tmp_path / "audit.sqlite"), None,
-                          LicenceStore(tmp_path / "licences.json"), membership=lambda: MEMBERS,
-                          enforce=False)
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    return CatalogueStore(DEMO, root, audit, None, LicenceStore(audit),
+                          membership=lambda: MEMBERS, enforce=False)
 
 
 async def test_store_refuses_with_reasons_and_never_leaks_a_path(store):
@@ -471,7 +515,6 @@ def test_a_catalogue_broken_while_served_keeps_the_last_good_one(tmp_path):
     path = tmp_path / "catalogue.yaml"
     path.write_text(DEMO.read_text())
     store = CatalogueStore(path, tmp_path, AuditLog(tmp_path / "audit.sqlite"), None,
-                           LicenceStore(tmp_path / "licences.json"),
                            membership=lambda: MEMBERS, enforce=False)
     assert store.list("alice")[1] == 5
     path.write_text("datasets: [this is: not: yaml")

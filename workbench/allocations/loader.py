@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import pwd
 import re
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,20 +44,69 @@ def default_path(home: FactoryHome | None = None) -> Path:
     return site if site.exists() else data_file("cluster", "allocations.yaml")
 
 
-_cache: dict[Path, tuple[float, Allocations]] = {}
+class AllocationsCache:
+    """The allocations file read once per version: :meth:`get` answers the same
+    :class:`Allocations` object while the file's (mtime_ns, size, inode) stay the same, and
+    reads it again at the first call after an edit or an atomic replace. A file written less
+    than :attr:`RACY_NS` before it was read could change again without its mtime moving (the
+    file system's clock ticks coarsely), so until then its bytes are compared as well. A
+    file that became unusable is read again at every call and raises its
+    :class:`AllocationError` until it is fixed (the last good value is not served instead).
+    Safe between threads; one read at a time."""
+
+    RACY_NS = 1_000_000_000
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        # (path, check_users) -> [stat key, when read (ns), the bytes read, what they said]
+        self._entries: dict[tuple[Path, bool], list] = {}
+
+    def get(self, path: Path | None = None, check_users: bool = False) -> Allocations:
+        path = Path(path) if path else default_path()
+        with self._lock:
+            entry = self._entries.pop((path, check_users), None)
+            try:
+                st = path.stat()
+                key = (st.st_mtime_ns, st.st_size, st.st_ino)
+                if entry is not None and entry[0] == key and \
+                        (st.st_mtime_ns + self.RACY_NS < entry[1] or
+                         self._same_bytes(path, entry)):
+                    self._entries[(path, check_users)] = entry
+                    return entry[3]
+                read_at, raw = time.time_ns(), path.read_bytes()
+            except OSError:
+                return load(path, check_users=check_users)  # raises its AllocationError
+            allocs = load(path, check_users=check_users)  # may raise: then nothing is kept
+            self._entries[(path, check_users)] = [key, read_at, raw, allocs]
+            return allocs
+
+    @staticmethod
+    def _same_bytes(path: Path, entry: list) -> bool:
+        read_at = time.time_ns()
+        if path.read_bytes() != entry[2]:
+            return False
+        entry[1] = read_at
+        return True
+
+
+_cache = AllocationsCache()
+
+
+def cached(path: Path | None = None, check_users: bool = False) -> Allocations:
+    """The allocations file through the process's one :class:`AllocationsCache`: the same
+    object while the file is unchanged, read again after it changes; raises
+    :class:`AllocationError` while it is unusable. Every reader that asks more than once
+    (the spawn form, the queue's words, the catalogue, the dashboards) asks here."""
+    return _cache.get(path, check_users)
 
 
 def current(path: Path | None = None) -> Allocations | None:
-    """The allocations file as last read, read again when it changes (for the queue's
-    pending-reason words, asked every second while a spawn waits); None if it is unusable."""
-    path = Path(path) if path else default_path()
+    """:func:`cached`, or None while the file is unusable (for the queue's pending-reason
+    words, asked every second while a spawn waits)."""
     try:
-        mtime = path.stat().st_mtime
-        if path not in _cache or _cache[path][0] != mtime:
-            _cache[path] = (mtime, load(path, check_users=False))
-    except (OSError, AllocationError):
+        return cached(path)
+    except AllocationError:
         return None
-    return _cache[path][1]
 
 
 class _Checker:

@@ -19,6 +19,7 @@ from ..slurm.snapshot import shared_snapshot
 OPENED = "dataset.opened"
 REFUSED = "dataset.refused"
 LICENCE_ACCEPTED = "dataset.licence-accepted"
+LICENCE_WITHDRAWN = "dataset.licence-withdrawn"
 ADMIN_COMMENT_PREFIX = "workbench:datasets="
 
 

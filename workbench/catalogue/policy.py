@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
+import pwd
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
+from ..audit import AuditLog, AuditRecord
 from ..paths import FactoryHome
+from . import lineage
 from .model import Dataset
+
+log = logging.getLogger(__name__)
 
 
 class Access(StrEnum):
@@ -51,8 +57,8 @@ class Membership:
 
     @classmethod
     def load(cls, path: Path | None = None) -> Membership:
-        from ..allocations import Allocations
-        return cls.from_allocations(Allocations.load(path))
+        from ..allocations.loader import load
+        return cls.from_allocations(load(path))
 
     def project(self, name: str) -> ProjectInfo | None:
         return next((p for p in self.projects if p.name == name), None)
@@ -112,67 +118,135 @@ def decide(dataset: Dataset, user: str, membership: Membership, accepted: bool,
 
 
 class LicenceStore:
-    """Who accepted which dataset's licence: a root-only JSON file
-    (``$AIFACTORY_HOME/catalogue/licences.json``). An acceptance holds for the licence URI
-    accepted; a dataset whose licence changes must be accepted again."""
+    """Who accepted which dataset's licence, as the audit store (:mod:`workbench.audit`)
+    holds it: a ``dataset.licence-accepted`` record (actor: the user, subject: the dataset,
+    ``licence``: the URI accepted) and ``dataset.licence-withdrawn`` when an operator takes
+    one back; the latest of the two for a user and dataset decides. An acceptance holds for
+    the licence URI accepted; a dataset whose licence changes must be accepted again.
 
-    def __init__(self, path: Path | str | None = None):
-        self.path = Path(path) if path else FactoryHome.from_env().root / "catalogue" / \
-            "licences.json"
+    The records are read once, then only those appended since (by any process). ``audit``:
+    the audit store (default: the site's); ``legacy``: the JSON file that kept the acceptances
+    before (default with the site's audit store: ``$AIFACTORY_HOME/catalogue/licences.json``),
+    imported into the audit store when found and then renamed ``licences.json.imported``.
+    """
 
-    def _read(self) -> dict:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
+    ACTIONS = (lineage.LICENCE_ACCEPTED, lineage.LICENCE_WITHDRAWN)
+
+    def __init__(self, audit: AuditLog | None = None, legacy: Path | str | None = None):
+        if audit is None:
+            home = FactoryHome.from_env()
+            audit = AuditLog(home.audit_db)
+            legacy = legacy or home.root / "catalogue" / "licences.json"
+        self.audit = audit
+        self.legacy = Path(legacy) if legacy else None
+        self._lock = threading.RLock()
+        self._tally: tuple[int, int] | None = None  # (records, latest number) folded in
+        self._state: dict[str, dict[str, str]] = {}  # dataset -> user -> licence accepted
+        self._legacy_checked = False
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _current(self) -> dict[str, dict[str, str]]:
+        with self._lock:
+            if not self._legacy_checked:
+                self._legacy_checked = True
+                self._import_legacy()
+            tally = self.audit.tally(self.ACTIONS)
+            if tally != self._tally:
+                seen = self._tally or (0, 0)
+                new = self.audit.numbered(self.ACTIONS, after=seen[1])
+                if seen[0] + len(new) != tally[0]:  # one committed late, below the latest
+                    self._state = {}
+                    new = self.audit.numbered(self.ACTIONS)
+                for _, rec in new:
+                    self._fold(rec)
+                self._tally = (tally[0], new[-1][0] if new else seen[1])
+            return self._state
+
+    def _fold(self, rec: AuditRecord) -> None:
+        users = self._state.setdefault(rec.subject, {})
+        if rec.action == lineage.LICENCE_WITHDRAWN:
+            users.pop(rec.actor, None)
+        elif rec.details.get("licence"):
+            users[rec.actor] = rec.details["licence"]
 
     def accepted(self, dataset: Dataset, user: str) -> bool:
-        entry = self._read().get(dataset.id, {}).get(user)
-        return bool(entry) and entry.get("licence") == dataset.licence
+        return self._current().get(dataset.id, {}).get(user) == dataset.licence
 
     def acceptors(self, dataset: Dataset) -> set[str]:
-        return {u for u, e in self._read().get(dataset.id, {}).items()
-                if e.get("licence") == dataset.licence}
+        return {u for u, lic in self._current().get(dataset.id, {}).items()
+                if lic == dataset.licence}
 
-    def all(self) -> dict:
-        return self._read()
+    def all(self) -> dict[str, dict[str, str]]:
+        """Dataset id → user → the licence URI they accepted last."""
+        return {d: dict(users) for d, users in self._current().items() if users}
 
-    def accept(self, dataset: Dataset, user: str) -> bool:
-        """Record the acceptance; False when it was already recorded."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        lock = self.path.with_suffix(".lock")
-        with open(lock, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            data = self._read()
-            entry = data.setdefault(dataset.id, {}).get(user)
-            if entry and entry.get("licence") == dataset.licence:
+    # -- writing ----------------------------------------------------------------------------
+
+    def accept(self, dataset: Dataset, user: str, project: str | None = None) -> bool:
+        """Record the acceptance (under ``project``); False when it was already recorded."""
+        with self._lock:
+            if self.accepted(dataset, user):
                 return False
-            data[dataset.id][user] = {"licence": dataset.licence,
-                                      "at": datetime.now(UTC).isoformat(timespec="seconds")}
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        return True
+            self.audit.record(user, lineage.LICENCE_ACCEPTED, dataset.id,
+                              licence=dataset.licence, project=project)
+            return True
 
-    def withdraw(self, dataset: Dataset, user: str) -> bool:
-        """Forget an acceptance (an operator's act; run the ACL sync afterwards)."""
-        lock = self.path.with_suffix(".lock")
-        if not self.path.exists():
-            return False
-        with open(lock, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            data = self._read()
-            if data.get(dataset.id, {}).pop(user, None) is None:
+    def withdraw(self, dataset: Dataset, user: str, by: str | None = None) -> bool:
+        """Forget an acceptance (an operator's act, ``by`` whom: default the account running
+        this; run the ACL sync afterwards); False when there was none."""
+        with self._lock:
+            licence = self._current().get(dataset.id, {}).get(user)
+            if licence is None:
                 return False
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        return True
+            self.audit.record(user, lineage.LICENCE_WITHDRAWN, dataset.id, licence=licence,
+                              by=by or pwd.getpwuid(os.getuid()).pw_name)
+            return True
+
+    # -- the JSON file of before ----------------------------------------------------------
+
+    def _import_legacy(self) -> None:
+        """Make the audit store say what the JSON file says: its acceptances that the audit
+        store lacks are recorded, and those the file had withdrawn (earlier versions wrote
+        no record of a withdrawal) are withdrawn; then the file is renamed. Safe to repeat
+        and between processes (the file's lock)."""
+        path = self.legacy
+        if path is None or not path.exists():
+            return
+        try:
+            with open(path.with_suffix(".lock"), "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                self._import_file(path)
+        except FileNotFoundError:
+            pass  # another process imported it meanwhile
+        except (OSError, ValueError) as e:
+            log.error("%s: licence acceptances not imported (this process serves those of "
+                      "the audit store only): %s", path, e)
+
+    def _import_file(self, path: Path) -> None:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            raise ValueError("expected {dataset: {user: {licence: ..., at: ...}}}")
+        state = self._current()
+        said = {(d, u): e.get("licence") for d, users in data.items()
+                for u, e in users.items() if isinstance(e, dict) and e.get("licence")}
+        for (d, u), licence in sorted(said.items()):
+            if state.get(d, {}).get(u) != licence:
+                self.audit.record(u, lineage.LICENCE_ACCEPTED, d, licence=licence,
+                                  accepted_at=data[d][u].get("at"),
+                                  imported_from=str(path))
+        state = self._current()
+        for d, users in sorted(state.items()):
+            for u, licence in sorted(users.items()):
+                if (d, u) not in said:
+                    self.audit.record(u, lineage.LICENCE_WITHDRAWN, d, licence=licence,
+                                      by="import", imported_from=str(path))
+        os.replace(path, path.with_name(path.name + ".imported"))
+        log.info("%s: %d licence acceptances imported into the audit store; renamed "
+                 "%s.imported", path, len(said), path.name)
 
 
 def acceptors_by_dataset(store: LicenceStore, datasets: Iterable[Dataset]) -> dict[str, set[str]]:
     data = store.all()
-    return {d.id: {u for u, e in data.get(d.id, {}).items() if e.get("licence") == d.licence}
+    return {d.id: {u for u, lic in data.get(d.id, {}).items() if lic == d.licence}
             for d in datasets}

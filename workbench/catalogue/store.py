@@ -2,8 +2,10 @@
 one caller at a time, with the reason for every refusal and an audit record for every
 decision that matters. The Tornado handlers (``extensions/catalogue``) only translate HTTP.
 
-The catalogue file and the allocations file are re-read when they change on disk; file sizes
-and checksums of the distributions come from the shared storage (cached by mtime and size).
+The catalogue file and the allocations file are re-read when they change on disk (the
+allocations through :func:`workbench.allocations.loader.cached`); file sizes and checksums of
+the distributions come from the shared storage (cached by mtime and size). Licence
+acceptances live in the audit store (:class:`.policy.LicenceStore`).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class _Watched:
         if key != self._key:
             try:
                 self._value = self.read(path)
-            except (OSError, ValueError) as e:  # CatalogueError, AllocationError
+            except (OSError, ValueError) as e:  # CatalogueError
                 if self._key is None:
                     raise
                 log.error("%s: %s; serving what it said before", path, e)
@@ -73,7 +75,7 @@ class CatalogueStore:
     """What the service knows; every method takes the caller's user name."""
 
     def __init__(self, catalogue_path: Path | None, root: Path, audit: AuditLog,
-                 slurm: SlurmClient | None, licences: LicenceStore,
+                 slurm: SlurmClient | None, licences: LicenceStore | None = None,
                  allocations_path: Path | None = None,
                  membership: Callable[[], Membership] | None = None,
                  enforce: bool = True):
@@ -82,22 +84,35 @@ class CatalogueStore:
         self.root = root
         self.audit = audit
         self.slurm = slurm
-        self.licences = licences
+        self.licences = licences or LicenceStore(audit)
         self.enforce = enforce  # set the ACLs on licence acceptance (the service runs as root)
         self._files: dict[str, tuple[tuple, int, str]] = {}
         self._tasks: set[asyncio.Future] = set()
         self._attach_lock = asyncio.Lock()
         self._catalogue = _Watched(lambda: catalogue_path or model.default_path(), self._load)
-        if membership is None:
-            from ..allocations import Allocations
-            from ..allocations import default_path as allocations_default
+        self._allocations_path = allocations_path
+        self._members: tuple[object, Membership] | None = None  # (Allocations, from it)
+        self._members_error: str | None = None
+        self.membership = membership or self._membership
 
-            self._membership = _Watched(
-                lambda: allocations_path or allocations_default(),
-                lambda p: Membership.from_allocations(Allocations.load(p)))
-            self.membership = self._membership.get
-        else:
-            self.membership = membership
+    def _membership(self) -> Membership:
+        """The allocations file's projects; while the file is unusable, what it said last
+        (the error logged once), as long as it was ever readable."""
+        from ..allocations.loader import AllocationError, cached
+
+        try:
+            allocs = cached(self._allocations_path, check_users=True)
+        except AllocationError as e:
+            if self._members is None:
+                raise
+            if str(e) != self._members_error:
+                log.error("%s; serving what it said before", e)
+                self._members_error = str(e)
+            return self._members[1]
+        self._members_error = None
+        if self._members is None or self._members[0] is not allocs:
+            self._members = (allocs, Membership.from_allocations(allocs))
+        return self._members[1]
 
     # -- the catalogue ----------------------------------------------------------------------
 
@@ -160,7 +175,7 @@ class CatalogueStore:
         accepted = self.licences.all()
         out = []
         for d in page:
-            ok = accepted.get(d.id, {}).get(user, {}).get("licence") == d.licence
+            ok = accepted.get(d.id, {}).get(user) == d.licence
             out.append(self.summary(d, decide(d, user, membership, ok, project)))
         return out, len(found)
 
@@ -190,10 +205,7 @@ class CatalogueStore:
             self.audit.record(user, lineage.REFUSED, d.id, reason=decision.reason,
                               step="licence")
             raise Refusal(403, decision.reason)
-        new = self.licences.accept(d, user)
-        if new:
-            self.audit.record(user, lineage.LICENCE_ACCEPTED, d.id, licence=d.licence,
-                              project=decision.project)
+        new = self.licences.accept(d, user, project=decision.project)  # the audit record
         if self.enforce:
             self.sync_access(d.id)
         return {"id": d.id, "licence": d.licence, "accepted": True, "new": new,

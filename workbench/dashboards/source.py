@@ -177,7 +177,6 @@ class DashboardSource:
         self.cache = SharedCache(self.settings.cache_dir, self.client)
         self.history = History(self.cache, self.settings.history_days,
                                self.settings.history_max_age)
-        self._allocs = None
 
     # reads -------------------------------------------------------------------------------
 
@@ -188,11 +187,11 @@ class DashboardSource:
         return self.cache.get("sinfo", queries.nodes(), self.settings.live_max_age)
 
     def allocations(self):
-        """The allocations file (:class:`workbench.allocations.Allocations`), read once."""
-        if self._allocs is None:
-            from workbench.allocations import Allocations
-            self._allocs = Allocations.load(check_users=False)
-        return self._allocs
+        """The allocations file (:class:`workbench.allocations.Allocations`), read again
+        when it changes; raises :class:`workbench.allocations.AllocationError` while it is
+        unusable."""
+        from workbench.allocations.loader import cached
+        return cached()
 
     def budgets(self) -> Cached:
         """Granted, used and left GPU-hours per project, as ``workbench allocations show
