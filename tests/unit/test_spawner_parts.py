@@ -61,12 +61,20 @@ def test_job_script_has_only_validated_values():
 
 
 def test_every_spawner_option_has_help():
-    from spawners.options import ClusterOptionsMixin
-    own = {**SlurmGPUSpawner.class_own_traits(config=True),
-           **ClusterOptionsMixin.class_own_traits(config=True)}
-    assert "slurm_conf" in own and "default_partition" in own
+    # the spawner's own options and those of each of its mixins (spawners/*.py)
+    ours = [cls for cls in SlurmGPUSpawner.__mro__ if cls.__module__.startswith("spawners.")]
+    assert len(ours) >= 6  # the spawner and its options, feedback, state, readiness, job mixins
+    own = {name: t for cls in ours for name, t in cls.class_own_traits(config=True).items()}
+    for name in ("slurm_conf", "default_partition", "unknown_grace", "env_bin"):
+        assert name in own
     missing = [name for name, t in own.items() if not (t.help or "").strip()]
     assert missing == []
+    # configured under the spawner's name, wherever the trait is declared
+    c = Config()
+    c.SlurmGPUSpawner.unknown_grace = 42.0
+    c.SlurmGPUSpawner.slurm_timeout = 7.0
+    spawner = SlurmGPUSpawner(config=c)
+    assert (spawner.unknown_grace, spawner.slurm_timeout) == (42.0, 7.0)
 
 
 def test_pending_reasons_in_plain_words():
