@@ -448,7 +448,8 @@ def test_audit_cli_time_filters():
     import argparse
     from datetime import UTC, datetime, timedelta
 
-    from workbench.cli import _when, parser
+    from workbench.cli import parser
+    from workbench.cli.site import _when
 
     assert _when("2026-11-26") == datetime(2026, 11, 26, tzinfo=UTC)
     assert abs(_when("2h") - (datetime.now(UTC) - timedelta(hours=2))).total_seconds() < 5

@@ -1,0 +1,185 @@
+"""The local AI Factory's lifecycle: ``workbench up``, ``down``, ``restart`` and ``status``
+of the demo's cluster, accounts, hub and services, and its demo password (usage: the
+docstring of :mod:`workbench.cli`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from dataclasses import asdict
+
+from .. import daemons
+from ..allocations import AllocationError, Allocations, apply
+from ..cluster.local import LocalCluster, secret_file
+from ..hub import LocalHub
+from ..paths import FactoryHome
+from ..people import People, ensure_unix_users
+from ..slurm import SlurmError, queries
+from .site import data_access, require_root
+
+
+def _demo_password(home: FactoryHome) -> str:
+    return secret_file(home.demo_password_file, lambda: "factory-" + secrets.token_hex(4))
+
+
+def cmd_up(args) -> int:
+    require_root()
+    cluster = LocalCluster()
+    print("Starting the Slurm cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd x"
+          f"{len(cluster.shape.nodes)})...", flush=True)
+    cancelled = cluster.up()
+    if cancelled:
+        print(f"Cold start: cancelled {len(cancelled)} job(s) left by the last run "
+              f"({', '.join(map(str, cancelled))}); their processes are gone.")
+    people = People.load()
+    password = _demo_password(cluster.home)
+    created = ensure_unix_users(people, password)
+    if created:
+        print(f"Created Unix users: {', '.join(created)}")
+    try:
+        allocs = Allocations.load(nodes=cluster.slurm.run(queries.nodes()))
+    except AllocationError as e:
+        print(f"workbench: {e}", file=sys.stderr)
+        return 2
+    for change in apply(allocs, cluster.slurm, cluster.shape.cluster_name):
+        print(f"  {change}")
+    _demo_datasets()
+    data_access(allocs, dry_run=False)
+    hub = LocalHub(public_port=args.port)
+    if not args.no_hub:
+        print("Starting configurable-http-proxy and JupyterHub...", flush=True)
+        hub.up()
+    print()
+    print(f"The local AI Factory is up: {hub.url}")
+    print(f"Demo logins (password {password}):")
+    for p in people.people:
+        projects = ", ".join(allocs.projects_of(p.name)) or "no project"
+        print(f"  {p.name:8} {p.description} [{projects}]")
+    pages = [s for s in hub.site.services() if s.port and s.display]
+    if pages and not args.no_hub:
+        print("Services (who may open them is the hub's decision):")
+        for s in pages:
+            who = ("every user" if s.access == ("users",) else
+                   "groups " + ", ".join(s.access) + " and admins")
+            print(f"  {hub.url}services/{s.name}/  {s.description} [{who}]")
+    return 0
+
+
+def _demo_datasets() -> None:
+    """The demo's datasets under the datasets root (written once, kept after)."""
+    from ..catalogue import demodata, fsaccess
+
+    written = demodata.generate(fsaccess.datasets_root())
+    if written:
+        print(f"Generated demo datasets: {', '.join(written)}")
+
+
+def cmd_down(args) -> int:
+    require_root()
+    cluster = LocalCluster()
+    if cluster.home.slurm_conf.exists() and cluster.is_up():
+        try:
+            jobs = cluster.slurm.run(queries.jobs())
+            for job in jobs:
+                if job.state.is_active:
+                    cluster.slurm.run(queries.cancel(job.job_id))
+        except SlurmError as e:
+            print(f"workbench: could not cancel jobs: {e}", file=sys.stderr)
+    stopped = LocalHub(public_port=args.port).down() + cluster.down()
+    print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def status(port: int = 8000) -> dict:
+    cluster = LocalCluster()
+    hub = LocalHub(public_port=port)
+    home = cluster.home
+    out = {
+        "hub_url": hub.url,
+        "hub_running": hub.is_up(),
+        "slurm_conf": str(home.slurm_conf),
+        "aifactory_home": str(home.root),
+        "demo_password": (home.demo_password_file.read_text().strip()
+                          if home.demo_password_file.exists() else None),
+        "demo_users": People.load().names,
+        "daemons": {name: bool(daemons.read_pid(pidfile))
+                    for name, pidfile in {**cluster.pidfiles(), **hub.pidfiles()}.items()},
+        "services": hub.service_status(),
+        "nodes": [],
+        "partitions": [],
+    }
+    try:
+        out["nodes"] = [
+            {"name": n.name, "state": n.state, "flags": list(n.flags),
+             "partitions": list(n.partitions), "gpu_type": n.gpu_type, "gpus": n.gpus,
+             "gpus_used": n.gpus_used, "cpus": n.cpus, "address": n.address}
+            for n in cluster.slurm.run(queries.nodes())]
+        out["partitions"] = [asdict(p) for p in cluster.slurm.run(queries.partitions())]
+    except SlurmError as e:
+        out["slurm_error"] = str(e)
+    return out
+
+
+def cmd_status(args) -> int:
+    st = status(args.port)
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    print(f"Hub:        {st['hub_url']} ({'running' if st['hub_running'] else 'not running'})")
+    print(f"slurm.conf: {st['slurm_conf']}")
+    if os.geteuid() == 0:
+        print(f"Demo users: {', '.join(st['demo_users'])} (password {st['demo_password']})")
+    for svc in st["services"]:
+        where = f" at {svc['url']}" if svc["url"] else ""
+        answers = "" if "answers" not in svc else (" (answers)" if svc["answers"]
+                                                    else " (does not answer)")
+        print(f"  service {svc['name']:20} {'running' if svc['running'] else 'stopped':8}"
+              f"{where}{answers}")
+    for n in st["nodes"]:
+        gpus = f"{n['gpus_used']}/{n['gpus']} {n['gpu_type']} GPUs used" if n["gpus"] else "no GPU"
+        print(f"  {n['name']:8} {n['state']:10} {','.join(n['partitions']):10} {gpus}")
+    if "slurm_error" in st:
+        print(f"Slurm: {st['slurm_error']}")
+    return 0
+
+
+def cmd_restart(args) -> int:
+    require_root()
+    hub = LocalHub(public_port=args.port)
+    if args.services:
+        known = {s.name: s for s in hub.site.services()}
+        unknown = [n for n in args.services if n not in known]
+        if unknown:
+            print(f"workbench: no such service: {', '.join(unknown)} (services: "
+                  f"{', '.join(known)})", file=sys.stderr)
+            return 2
+        for name in args.services:
+            daemons.stop(name, hub.home.pidfile(name))
+        started = hub.start_services(args.services)
+        hub.wait_services(started)
+        print(f"Restarted: {', '.join(started)}")
+        return 0
+    hub.restart()
+    print(f"Restarted the hub and its services; sessions kept running. {hub.url}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """up, down, restart and status, in ``workbench``'s sub-parsers."""
+    up = sub.add_parser("up", help="start whatever part of the local AI Factory is not "
+                        "running; print the URL and demo logins")
+    up.add_argument("--no-hub", action="store_true", help="start the cluster only")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="cancel jobs and stop every daemon `up` started").set_defaults(
+        func=cmd_down)
+    rs = sub.add_parser("restart", help="restart the hub and its services (new code and "
+                        "config take effect; the proxy and the sessions keep running)")
+    rs.add_argument("services", nargs="*", metavar="SERVICE",
+                    help="restart only these hub services, not the hub (returns once each "
+                         "answers)")
+    rs.set_defaults(func=cmd_restart)
+    st = sub.add_parser("status", help="hub URL, slurm.conf, demo password, nodes")
+    st.add_argument("--json", action="store_true", help="one JSON object")
+    st.set_defaults(func=cmd_status)
