@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 from traitlets.config import LoggingConfigurable
 
-from workbench.queue import END_WORDS, waiting_message
 from workbench.slurm import SlurmError, queries
 from workbench.slurm.snapshot import shared_nodes
+from workbench.waits import END_WORDS, waiting_message
 
 
 class SessionFeedbackMixin(LoggingConfigurable):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import jinja2
 
-from workbench.queue import END_WORDS
 from workbench.resources import ClusterView
 from workbench.slurm.parse import format_duration
+from workbench.waits import END_WORDS
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),

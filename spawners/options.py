@@ -4,18 +4,14 @@ validate ``user_options`` before anything is submitted."""
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 from jupyterhub.spawner import SpawnException
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from workbench.allocations import AllocationError, Allocations, abudgets
-from workbench.allocations import default_path as default_allocations_path
-from workbench.allocations.loader import cached as cached_allocations
+from workbench import resources
+from workbench.allocations import Allocations
 from workbench.resources import ClusterView, InvalidRequest, defaults, validate_request
-from workbench.slurm import SlurmError, queries
+from workbench.slurm import SlurmError
 
 from . import form
 
@@ -58,30 +54,16 @@ class ClusterOptionsMixin(LoggingConfigurable):
     # -- the form and validation -----------------------------------------------------------
 
     def allocations(self) -> Allocations | None:
-        if self.allocations_file == "":
-            return None
-        path = Path(self.allocations_file or default_allocations_path())
-        try:
-            return cached_allocations(path)
-        except AllocationError as e:
-            self.log.error("%s: allocations file unusable, budgets not shown: %s",
-                           self._log_name, e)
-            return None
+        """The allocations of :attr:`allocations_file` (None: no budget check here)."""
+        return resources.budget_allocations(self.allocations_file, self.log, self._log_name)
 
     async def budgets(self) -> list:
         """GPU-hours granted, used and left per project (one sacct); [] without a file."""
-        allocs = self.allocations()
-        return await abudgets(allocs, self.slurm) if allocs else []
+        return await resources.project_budgets(self.allocations(), self.slurm)
 
     async def cluster_view(self) -> ClusterView:
         """Partitions, GPU types, this user's accounts and their GPU-hours, from Slurm now."""
-        nodes, parts, assocs, budgets = await asyncio.gather(
-            self.slurm.arun(queries.nodes()),
-            self.slurm.arun(queries.partitions()),
-            self.slurm.arun(queries.user_accounts(self.user.name)),
-            self.budgets(),
-        )
-        return ClusterView.build(nodes, parts, assocs, self.user.name, budgets)
+        return await resources.cluster_view(self.slurm, self.user.name, self.allocations())
 
     async def render_options_form(self) -> str:
         try:

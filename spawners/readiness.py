@@ -19,7 +19,7 @@ from jupyterhub.spawner import SpawnException
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
-from workbench.queue import waiting_message
+from workbench.waits import waiting_message
 
 
 class ReadinessMixin(LoggingConfigurable):

@@ -10,17 +10,31 @@ describe what they want as the same dict::
 :class:`InvalidRequest` naming the field and what is allowed. Every value that reaches a job
 script has passed through here: names are checked against what Slurm offers, numbers against
 the partition's nodes and limits, and nothing else is accepted.
+
+:func:`cluster_view` asks Slurm for the :class:`ClusterView` a request is checked against
+(partitions, the user's accounts, their GPU-hours left): the spawn form and the scaling of a
+session both take it from here. :func:`fits_budget` is the one comparison of a cost with the
+GPU-hours a project has left (spawn requests, worker groups, walltime extensions).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
+from .allocations.budgets import ProjectBudget, abudgets
+from .allocations.loader import AllocationError, cached, default_path
+from .allocations.model import Allocations
+from .slurm import SlurmClient, queries
 from .slurm.models import Association, Node, Partition
 from .slurm.parse import format_duration, parse_duration_min
+
+_log = logging.getLogger(__name__)
 
 FIELDS = ("partition", "account", "gpus", "gpu_type", "cpus", "memory", "runtime")
 
@@ -110,6 +124,41 @@ class ClusterView:
         accounts = tuple(sorted({a.account for a in associations if a.user == user}))
         return cls(offers, accounts,
                    {b.project: b for b in budgets or () if b.project in accounts})
+
+
+def budget_allocations(allocations_file: str | None, log: logging.Logger = _log,
+                       who: str = "") -> Allocations | None:
+    """The allocations whose budgets requests are checked against: ``allocations_file``, or
+    (None) :func:`~workbench.allocations.default_path` looked up now; '' or an unusable file
+    (logged as an error for ``who``): None, no budget check here (Slurm still enforces its
+    limits)."""
+    if allocations_file == "":
+        return None
+    path = Path(allocations_file or default_path())
+    try:
+        return cached(path)
+    except AllocationError as e:
+        log.error("%s: allocations file unusable, budgets not shown: %s", who, e)
+        return None
+
+
+async def project_budgets(allocations: Allocations | None,
+                          slurm: SlurmClient) -> list[ProjectBudget]:
+    """GPU-hours granted, used and left per project (one sacct); [] without allocations."""
+    return await abudgets(allocations, slurm) if allocations else []
+
+
+async def cluster_view(slurm: SlurmClient, user_name: str,
+                       allocations: Allocations | None) -> ClusterView:
+    """Partitions, GPU types, ``user_name``'s accounts and their GPU-hours, from Slurm now
+    (sinfo, scontrol, sacctmgr and, with ``allocations``, one sacct, all at once)."""
+    nodes, parts, assocs, budgets = await asyncio.gather(
+        slurm.arun(queries.nodes()),
+        slurm.arun(queries.partitions()),
+        slurm.arun(queries.user_accounts(user_name)),
+        project_budgets(allocations, slurm),
+    )
+    return ClusterView.build(nodes, parts, assocs, user_name, budgets)
 
 
 @dataclass(frozen=True)
@@ -269,9 +318,15 @@ def validate_request(options: Mapping, view: ClusterView,
     return request
 
 
+def fits_budget(gpu_hours: float, budget: Budget | None) -> bool:
+    """Whether ``gpu_hours`` fit in what ``budget`` has left (None: no limit here), allowing
+    for the rounding of summed floats: the one GPU-hour check of every request."""
+    return budget is None or gpu_hours <= budget.remaining_hours + 1e-9
+
+
 def check_budget(request: ResourceRequest, budget: Budget | None) -> None:
     """Refuse a request that costs more GPU-hours than its project has left, saying what fits."""
-    if budget is None or request.gpu_hours <= budget.remaining_hours + 1e-9:
+    if fits_budget(request.gpu_hours, budget):
         return
     left = budget.remaining_hours
     cost = (f"costs {request.gpu_hours:.2f} GPU-hours ({request.gpus} GPU"

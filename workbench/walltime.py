@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .resources import Budget, InvalidRequest
+from .resources import Budget, InvalidRequest, fits_budget
 from .slurm.models import Job, Partition
 from .slurm.parse import format_duration
 
@@ -57,7 +57,7 @@ def plan_extension(job: Job, wall: Walltime, minutes, budget: Budget | None) -> 
             f"{'s' if room != 1 else ''} can be added")
     if budget is not None and job.gpus:
         extra = job.gpus * minutes / 60
-        if extra > budget.remaining_hours + 1e-9:
+        if not fits_budget(extra, budget):
             fits = int(budget.remaining_hours * 60 / job.gpus)
             raise InvalidRequest(
                 "minutes", f"{minutes} more minutes on {job.gpus} GPU(s) cost {extra:.2f} "

@@ -18,7 +18,13 @@ import ipywidgets as w
 from traitlets import Float, Instance, Int, List, Unicode, observe
 
 from workbench.resources import InvalidRequest
-from workbench.scaling.pools import ScalingError, WorkerPool, check_pool, check_total
+from workbench.scaling.pools import (
+    ScalingError,
+    WorkerPool,
+    check_nodes,
+    check_pool,
+    check_total,
+)
 from workbench.scaling.session import NotInSession, Session
 from workbench.slurm import SlurmError, queries
 
@@ -223,10 +229,7 @@ class ClusterScaler(w.VBox):
         if self.engine == "torch":
             row = self.pool_rows[0]
             checked = check_pool(row.pool, self.account, self.view)
-            if row.count.value > self.view.partitions[checked.request.partition].nodes:
-                raise ScalingError("count", f"partition {checked.request.partition} has "
-                                   f"{self.view.partitions[checked.request.partition].nodes} "
-                                   "nodes; a torch run takes one count per node", row.pool.name)
+            check_nodes(row.count.value, checked.request, self.view, "count", row.pool.name)
             return [(checked, row.count.value)]
         return [(check_pool(r.pool, self.account, self.view, r.count.value), r.count.value)
                 for r in self.pool_rows]
@@ -342,7 +345,7 @@ class ClusterScaler(w.VBox):
               "yes" if r.connected else "no", r.why) for r in rows])
 
     def _show_run(self, jobs) -> None:
-        from workbench.queue import describe_pending
+        from workbench.waits import describe_pending
 
         run = self.run
         job = next((j for j in jobs if str(j.job_id) == run.job_id), None)

@@ -307,7 +307,7 @@ def test_the_catalogue_as_jsonld_parses_with_rdflib(catalogue):
 def test_removing_a_member_removes_their_access(tmp_path):
     """What `workbench allocations apply` runs after Slurm (cli.site.data_access): bob out of
     both research projects loses the groups (new processes) and his licence ACL entry."""
-    from workbench.allocations import Allocations
+    from workbench.allocations import load as load_allocations
     from workbench.cli.site import data_access
 
     assert pwd.getpwnam("bob")
@@ -324,15 +324,15 @@ def test_removing_a_member_removes_their_access(tmp_path):
     store = LicenceStore()
     store.accept(cat.get("health-records"), "bob")
     try:
-        data_access(Allocations.load(), dry_run=False)
+        data_access(load_allocations(), dry_run=False)
         assert cat_as("bob", HEALTH).returncode == 0 and cat_as("bob", GRID).returncode == 0
-        data_access(Allocations.load(path), dry_run=False)
+        data_access(load_allocations(path), dry_run=False)
         assert b"Permission denied" in cat_as("bob", HEALTH).stderr
         assert b"Permission denied" in cat_as("bob", GRID).stderr
         assert "bob" not in subprocess.run(["getent", "group", "aif-research-medai"],
                                            capture_output=True, text=True).stdout
     finally:
-        data_access(Allocations.load(), dry_run=False)
+        data_access(load_allocations(), dry_run=False)
     assert cat_as("bob", HEALTH).returncode == 0  # back in: the acceptance still holds
 
 

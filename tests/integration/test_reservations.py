@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from workbench.allocations import Allocations
-from workbench.queue import waiting_message
+from workbench.allocations import load
 from workbench.slurm import Query, queries
 from workbench.slurm.parse import parse_job_id
+from workbench.waits import waiting_message
 
 pytestmark = pytest.mark.slurm
 
@@ -41,7 +41,7 @@ def idle_h100(slurm) -> dict[str, int]:
 
 
 def running_h100(slurm, programme: str) -> int:
-    allocs = Allocations.load(check_users=False)
+    allocs = load(check_users=False)
     return sum(j.gpus for j in slurm.run(queries.jobs()) if j.state.is_running
                and j.partition == "gpu" and (p := allocs.programme_of(j.account))
                and p.name == programme)

@@ -177,10 +177,9 @@ def test_refused_requests_submit_nothing(ida, slurm, readable_dir):
     and the issue's bad inputs: each a ScalingError naming the field, and no job appears."""
     import yaml
 
-    from workbench.allocations import Allocations, budgets, default_path
+    from workbench.allocations import budgets, default_path, load
 
-    used = next(b.used_hours for b in budgets(Allocations.load(default_path(),
-                                                               check_users=False), slurm)
+    used = next(b.used_hours for b in budgets(load(default_path(), check_users=False), slurm)
                 if b.project == "industry-autotwin")
     spec = yaml.safe_load(default_path().read_text())
     for programme in spec["programmes"].values():

@@ -8,17 +8,17 @@ import pytest
 
 from workbench.allocations import (
     AllocationError,
-    Allocations,
     budgets_from_usage,
+    load,
     machine_report,
     plan_guards,
 )
 from workbench.allocations.show import format_report
 from workbench.allocations.slurmsync import billed_types
 from workbench.paths import data_file
-from workbench.queue import waiting_message
 from workbench.resources import InvalidRequest, validate_request
 from workbench.slurm.models import GpuUse, Job, JobState, Node
+from workbench.waits import waiting_message
 
 from .test_resources import GOOD, view
 
@@ -37,7 +37,7 @@ def write(tmp_path, text):
 
 
 def demo():
-    return Allocations.load(DEMO, check_users=False, nodes=NODES)
+    return load(DEMO, check_users=False, nodes=NODES)
 
 
 def test_the_demo_file_loads_with_shares_for_all_three_programmes():
@@ -102,7 +102,7 @@ def test_the_demo_file_loads_with_shares_for_all_three_programmes():
 def test_errors_name_the_line(tmp_path, text, line, message):
     path = write(tmp_path, text)
     with pytest.raises(AllocationError) as e:
-        Allocations.load(path, nodes=NODES)
+        load(path, nodes=NODES)
     assert str(e.value).startswith(f"{path}:{line}: "), str(e.value)
     assert message in str(e.value)
 
@@ -111,7 +111,7 @@ def test_a_grant_outside_the_period_does_not_count_against_the_share(tmp_path):
     path = write(tmp_path, HEAD + "  startups:\n    share: {a100: 100}\n    projects:\n"
                  "      p1: {gpu_hours: 60}\n"
                  "      p2: {gpu_hours: 90, valid_from: 2027-01-01}\n")
-    assert Allocations.load(path, nodes=NODES).project("p2").gpu_hours == 90
+    assert load(path, nodes=NODES).project("p2").gpu_hours == 90
 
 
 def _guaranteed(limits_ok, total, reserved):
@@ -144,10 +144,10 @@ def test_two_reservations_are_each_guaranteed_by_the_tree():
 def test_one_reservation_is_exact_and_lends_nothing(tmp_path):
     path = write(tmp_path, "programmes:\n  startups:\n    reserved_gpus: {h100: 2}\n"
                  "  research: {}\n  industry: {}\n")
-    g = plan_guards(Allocations.load(path, nodes=NODES), {"h100": 8})
+    g = plan_guards(load(path, nodes=NODES), {"h100": 8})
     assert [(p.name, p.limit) for p in g.pools] == [("guard-startups", 6)]
     assert g.may_hold == {"startups": 8, "research": 6, "industry": 6}
-    assert plan_guards(Allocations.load(write(tmp_path, "programmes:\n  a: {}\n"), nodes=NODES),
+    assert plan_guards(load(write(tmp_path, "programmes:\n  a: {}\n"), nodes=NODES),
                        {"h100": 8}).pools == ()
 
 
@@ -159,14 +159,14 @@ def test_billing_must_count_the_reserved_type_only():
 
 
 def test_grant_outside_its_period_is_zero():
-    allocs = Allocations.load(DEMO, check_users=False)
+    allocs = load(DEMO, check_users=False)
     helios = allocs.project("startup-helios")
     assert helios.granted_minutes(dt.date(2026, 6, 1)) == 500 * 60
     assert helios.granted_minutes(dt.date(2028, 1, 1)) == 0
 
 
 def test_budgets_count_gpu_seconds_inside_the_period():
-    allocs = Allocations.load(DEMO, check_users=False)
+    allocs = load(DEMO, check_users=False)
     t = dt.datetime(2026, 6, 1, 12)
     usage = [GpuUse(1, "startup-helios", "alice", 2, 3600, t),          # 2 GPU-h
              GpuUse(2, "startup-helios", "alice", 4, 1800, dt.datetime(2025, 6, 1)),  # before
@@ -244,7 +244,7 @@ def test_a_job_held_for_another_programmes_reservation_says_so_and_what_is_free(
 
 
 def test_a_request_over_the_budget_says_what_is_left_and_what_fits():
-    allocs = Allocations.load(DEMO, check_users=False)
+    allocs = load(DEMO, check_users=False)
     usage = [GpuUse(1, "startup-helios", "alice", 4, int(499 * 3600 / 4), dt.datetime(2026, 6, 1))]
     budgets = budgets_from_usage(allocs, usage, dt.date(2026, 6, 2))
     v = view()

@@ -12,10 +12,10 @@ import pytest
 from workbench.dashboards import aggregate, live
 from workbench.dashboards.daterange import DateRange, RangeError, check_range
 from workbench.dashboards.history import FIELDS, history_query, merge, parse_history
-from workbench.queue import describe_pending
 from workbench.slurm.models import Job, JobState, Node
 from workbench.slurm.parse import parse_jobs, parse_nodes
 from workbench.tags import job_tag
+from workbench.waits import describe_pending
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 NOW = datetime(2026, 11, 26, 16, 0, tzinfo=UTC)

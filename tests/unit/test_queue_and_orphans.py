@@ -2,10 +2,10 @@
 
 from datetime import UTC, datetime, timedelta
 
-from workbench.queue import estimated_start, queue_position, start_sooner, waiting_message
 from workbench.reconcile import find_orphans
 from workbench.slurm.models import Job, JobState, Node
 from workbench.tags import job_tag, parse_job_tag
+from workbench.waits import estimated_start, queue_position, start_sooner, waiting_message
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

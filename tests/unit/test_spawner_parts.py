@@ -11,8 +11,8 @@ from workbench import hubconfig
 from workbench.audit import AuditLog
 from workbench.paths import FactoryHome
 from workbench.people import People, Person
-from workbench.queue import describe_pending
 from workbench.resources import defaults, validate_request
+from workbench.waits import describe_pending
 
 from .test_resources import GOOD, view
 

@@ -37,7 +37,7 @@ from .budgets import (
     usage_query,
 )
 from .guards import Guards, plan_guards
-from .loader import AllocationError, default_path
+from .loader import AllocationError, default_path, load
 from .model import Allocations, Period, Programme, Project, Reserve, Share, gpu_totals
 from .slurmsync import Change, apply, apply_plan, plan
 
@@ -45,5 +45,5 @@ __all__ = [
     "AllocationError", "Allocations", "Change", "Guards", "MachineReport", "Period",
     "ProgrammeShare", "Programme", "Project", "ProjectBudget", "Reserve", "Share", "abudgets",
     "apply", "apply_plan", "budgets", "budgets_from_usage", "default_path", "gpu_totals",
-    "machine_report", "plan", "plan_guards", "report", "usage_query",
+    "load", "machine_report", "plan", "plan_guards", "report", "usage_query",
 ]

@@ -118,14 +118,6 @@ class Allocations:
     def reserving(self) -> list[Programme]:
         return [p for p in self.programmes if p.reserves]
 
-    @classmethod
-    def load(cls, path: Path | None = None, check_users: bool = True,
-             nodes: Iterable[Node] | None = None) -> Allocations:
-        """Read and check the file. ``nodes`` (live ``sinfo``) lets shares and reservations be
-        checked against the cluster too."""
-        from .loader import load
-        return load(path, check_users=check_users, nodes=nodes)
-
 
 def gpu_totals(nodes: Iterable[Node]) -> dict[str, int]:
     """GPUs per type over the cluster's nodes."""

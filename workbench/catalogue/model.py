@@ -44,6 +44,7 @@ import yaml
 from .. import linedyaml
 from ..linedyaml import Lined
 from ..paths import FactoryHome, data_file
+from .search import SearchIndex
 
 #: a dataset id: also its directory name on the shared storage, so no '/', '.', '..'
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -203,8 +204,6 @@ class Catalogue:
     @cached_property
     def index(self):
         """The :class:`~workbench.catalogue.search.SearchIndex` of its datasets."""
-        from .search import SearchIndex
-
         return SearchIndex(self.datasets)
 
     def search(self, q: str = "", **filters) -> list[Dataset]:

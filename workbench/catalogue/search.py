@@ -7,16 +7,34 @@ search texts in a list, built once per catalogue (:attr:`Catalogue.index`), so a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
-from .model import Dataset
+
+class Searchable(Protocol):
+    """What the index reads of a dataset (a :class:`~workbench.catalogue.model.Dataset`)."""
+
+    @property
+    def search_text(self) -> str: ...
+    @property
+    def theme(self) -> str: ...
+    @property
+    def data_space(self) -> str: ...
+    @property
+    def licence(self) -> str: ...
+    @property
+    def licence_title(self) -> str: ...
+    @property
+    def formats(self) -> Sequence[str]: ...
+    @property
+    def personal_data(self) -> bool: ...
 
 
 class SearchIndex:
     """The datasets' search texts and one index per filter, built once per catalogue, so a
     search over 10,000 datasets is a few set intersections and one pass over the texts."""
 
-    def __init__(self, datasets: Iterable[Dataset]):
+    def __init__(self, datasets: Iterable[Searchable]):
         self.datasets = tuple(datasets)
         self.texts = [d.search_text for d in self.datasets]
         self.by: dict[str, dict] = {k: {} for k in ("theme", "data_space", "licence", "fmt",
@@ -30,7 +48,7 @@ class SearchIndex:
                     self.by[name].setdefault(value, set()).add(i)
 
     def search(self, q: str = "", theme: str = "", licence: str = "", fmt: str = "",
-               personal_data: bool | None = None, data_space: str = "") -> list[Dataset]:
+               personal_data: bool | None = None, data_space: str = "") -> list[Searchable]:
         """The datasets matching every given filter, in catalogue order; ``q``: every word
         somewhere in the id, title, description, publisher, data space or keywords."""
         wanted = {"theme": theme.upper(), "data_space": data_space, "licence": licence,
@@ -48,6 +66,6 @@ class SearchIndex:
         return [self.datasets[i] for i in positions]
 
 
-def search(datasets: Iterable[Dataset], q: str = "", **filters) -> list[Dataset]:
+def search(datasets: Iterable[Searchable], q: str = "", **filters) -> list[Searchable]:
     """The datasets matching every given filter (see :meth:`SearchIndex.search`)."""
     return SearchIndex(datasets).search(q, **filters)

@@ -11,7 +11,7 @@ import sys
 from dataclasses import asdict
 
 from .. import daemons
-from ..allocations import AllocationError, Allocations, apply
+from ..allocations import AllocationError, apply, load
 from ..cluster.local import LocalCluster, secret_file
 from ..hub import LocalHub
 from ..paths import FactoryHome
@@ -39,7 +39,7 @@ def cmd_up(args) -> int:
     if created:
         print(f"Created Unix users: {', '.join(created)}")
     try:
-        allocs = Allocations.load(nodes=cluster.slurm.run(queries.nodes()))
+        allocs = load(nodes=cluster.slurm.run(queries.nodes()))
     except AllocationError as e:
         print(f"workbench: {e}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ..allocations import AllocationError, Allocations, apply_plan, plan, report
+from ..allocations import AllocationError, Allocations, apply_plan, load, plan, report
 from ..allocations.show import format_report
 from ..audit import AuditLog
 from ..cluster.local import LocalCluster
@@ -43,7 +43,7 @@ def data_access(allocs: Allocations, dry_run: bool) -> None:
 
 def _load_allocations(args, slurm: SlurmClient) -> Allocations:
     path = Path(args.file) if args.file else None
-    return Allocations.load(path, nodes=slurm.run(queries.nodes()))
+    return load(path, nodes=slurm.run(queries.nodes()))
 
 
 def cmd_allocations_apply(args) -> int:
@@ -137,7 +137,7 @@ def cmd_ai_act_summary(args) -> int:
     from ..catalogue import model as catalogue_model
 
     try:
-        allocs = Allocations.load()
+        allocs = load()
         catalogue = catalogue_model.load()
     except (AllocationError, catalogue_model.CatalogueError) as e:
         print(f"workbench: {e}", file=sys.stderr)

@@ -9,7 +9,7 @@ One module, one job:
 - :mod:`.history`: finished and running jobs from ``sacct`` (a time window, only the fields
   needed, read incrementally);
 - :mod:`.live`: sessions, waiting jobs and nodes now (``squeue``/``sinfo`` through the same
-  cache, in plain words via :mod:`workbench.queue`);
+  cache, in plain words via :mod:`workbench.waits`);
 - :mod:`.aggregate`: GPU-hours per programme and project, burn-down, utilisation per partition,
   queue waits, the reserved share (pure functions over a jobs table);
 - :mod:`.joboutput`: the bounded, path-checked tail of a job's output;

@@ -2,7 +2,7 @@
 
 Pure functions over the Slurm layer's typed jobs and nodes (``squeue``/``sinfo``, shared by
 every viewer through :mod:`.cache`) and over the history table; the plain words for pending
-reasons, queue positions, Slurm's estimates and job ends come from :mod:`workbench.queue`,
+reasons, queue positions, Slurm's estimates and job ends come from :mod:`workbench.waits`,
 the same words the spawn page uses.
 """
 
@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from workbench.queue import END_WORDS, describe_pending, estimated_start, queue_position
 from workbench.slurm.models import Job, Node
 from workbench.tags import parse_job_tag
+from workbench.waits import END_WORDS, describe_pending, estimated_start, queue_position
 
 SESSION_COLUMNS = ["user", "project", "job id", "session", "partition", "node", "GPUs",
                    "state", "why waiting", "position", "estimated start", "runtime",

@@ -21,6 +21,7 @@ from ..resources import (
     InvalidRequest,
     ResourceRequest,
     check_budget,
+    fits_budget,
     validate_request,
 )
 
@@ -108,6 +109,18 @@ def check_count(count, what: str = "count", low: int = 0) -> int:
     return count
 
 
+def check_nodes(nodes: int, request: ResourceRequest, view: ClusterView,
+                field: str = "nodes", pool: str = "") -> int:
+    """The node count of a torch run (one job on ``nodes`` nodes, each as ``request``): at
+    most the partition's nodes; :class:`ScalingError` naming ``field`` if not."""
+    most = view.partitions[request.partition].nodes
+    if nodes > most:
+        raise ScalingError(
+            field, f"partition {request.partition} has {most} node{'s' if most != 1 else ''}"
+            f" and a torch run takes one count per node; ask for at most {most}", pool)
+    return nodes
+
+
 def capacity(request: ResourceRequest, view: ClusterView) -> int:
     """How many such workers the whole partition could ever hold at once (all nodes free)."""
     offer = view.partitions[request.partition]
@@ -148,7 +161,7 @@ def check_total(planned: Iterable[tuple[PoolRequest, int]], account: str,
     planned = list(planned)
     cost = sum(p.gpu_hours(n) for p, n in planned)
     budget = view.budgets.get(account)
-    if budget is not None and cost > budget.remaining_hours + 1e-9:
+    if not fits_budget(cost, budget):
         parts = ", ".join(f"{n} x {p.name} ({p.gpu_hours(n):.2f})" for p, n in planned if n)
         raise ScalingError(
             "count", f"all worker groups together cost {cost:.2f} GPU-hours ({parts}), but "

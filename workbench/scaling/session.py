@@ -6,8 +6,8 @@ there, as the user, and belong to the session: their tag (Slurm comment) is the 
 plus ``session=<job id>`` (:func:`workbench.tags.worker_tag`), so that the hub's reconciler
 and the spawner's ``stop()`` can cancel them once the session is gone.
 
-The cluster view and budgets come from the spawn form's own code
-(:class:`spawners.options.ClusterOptionsMixin`): one source for what a user may ask for.
+The cluster view and budgets come from :func:`workbench.resources.cluster_view`, as the spawn
+form's do: one source for what a user may ask for.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
-from ..resources import ClusterView
+from ..resources import ClusterView, budget_allocations, cluster_view
 from ..slurm import SlurmClient, queries
 from ..tags import parse_job_tag, worker_tag
 
@@ -147,9 +146,10 @@ class Session:
         return [j for j in jobs if j.comment == self.worker_tag and j.state.is_active]
 
     def cluster_view(self, allocations_file: str | None = None) -> ClusterView:
-        """Partitions, this user's accounts and their GPU-hours left, computed by the spawn
-        form's own code (``ClusterOptionsMixin.cluster_view``)."""
-        return run_sync(_view_source(self, allocations_file).cluster_view())
+        """Partitions, this user's accounts and their GPU-hours left, as the spawn form
+        computes them (``allocations_file`` as its ``allocations_file`` option)."""
+        allocations = budget_allocations(allocations_file, log, f"{self.user} (scaling)")
+        return run_sync(cluster_view(self.slurm, self.user, allocations))
 
     def proxied_url(self, port: int, path: str = "status") -> str:
         """``{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/{path}`` (jupyter-server-proxy), the way
@@ -157,22 +157,3 @@ class Session:
         prefix = self.service_prefix or "/"
         return f"{prefix.rstrip('/')}/proxy/{int(port)}/{path}"
 
-
-def _view_source(session: Session, allocations_file: str | None):
-    # imported here: the spawner side pulls in JupyterHub, which a plain import should not
-    from spawners.options import ClusterOptionsMixin
-
-    class _SessionOptions(ClusterOptionsMixin):
-        """The spawn form's view of the cluster, for this session's user."""
-
-        _log_name = f"{session.user} (scaling)"
-
-        @property
-        def slurm(self) -> SlurmClient:
-            return session.slurm
-
-    source = _SessionOptions()
-    source.user = SimpleNamespace(name=session.user)
-    if allocations_file is not None:
-        source.allocations_file = allocations_file
-    return source

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..resources import InvalidRequest, check_budget, validate_request
 from ..slurm import JobState, SlurmClient, queries
-from .pools import ScalingError, WorkerPool, check_count
+from .pools import ScalingError, WorkerPool, check_count, check_nodes
 from .session import Session, clean_environ
 
 log = logging.getLogger(__name__)
@@ -208,10 +208,7 @@ def torch_submit(fn: Callable, *args, nodes: int = 1, gpus_per_node: int = 0,
         request = validate_request(options, view)
     except InvalidRequest as e:
         raise ScalingError(e.field, e.message) from None
-    offer = view.partitions[request.partition]
-    if nodes > offer.nodes:
-        raise ScalingError("nodes", f"partition {partition} has {offer.nodes} node"
-                           f"{'s' if offer.nodes != 1 else ''}; ask for at most {offer.nodes}")
+    check_nodes(nodes, request, view)
     if request.gpus:
         try:
             check_budget(replace(request, gpus=request.gpus * nodes), view.budgets.get(account))

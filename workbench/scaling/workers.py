@@ -1,13 +1,13 @@
 """The live table of a cluster's worker jobs: job id, partition, node, state, GPUs, why it
-waits (the spawn page's plain words and queue position, :mod:`workbench.queue`)."""
+waits (the spawn page's plain words and queue position, :mod:`workbench.waits`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..queue import describe_pending, queue_position
 from ..slurm import Job
+from ..waits import describe_pending, queue_position
 
 
 @dataclass(frozen=True)
