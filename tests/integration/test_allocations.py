@@ -2,6 +2,7 @@
 test_reservations.py)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.slurm_jobs import sbatch
 from workbench.paths import FactoryHome, data_file
-from workbench.slurm import Query, queries
-from workbench.slurm.parse import parse_job_id, parse_tres
+from workbench.slurm import queries
+from workbench.slurm.parse import parse_tres
 
 pytestmark = pytest.mark.slurm
 
@@ -26,11 +28,6 @@ def workbench(*args, check=True):
 def associations_dump(slurm):
     return slurm.run(queries.sacctmgr_list(
         "association", "Account", "ParentName", "User", "GrpTRESMins", "QOS"))
-
-
-def sbatch(slurm, user, *args, script="#!/bin/bash\nsleep 60\n"):
-    return slurm.run(Query("sbatch", ("--parsable", "-o", "/dev/null", *args), parse_job_id,
-                           as_user=user, input=script))
 
 
 def job(slurm, job_id):
@@ -200,9 +197,14 @@ def test_an_exhausted_grant_is_refused_by_slurm_and_by_the_form(
         "partition": "gpu-a100", "account": tiny_grant, "gpus": 1, "runtime": "00:10:00"}})
     assert r.status_code == 400, r.text
     message = r.json()["message"]
-    assert "GPU-hours left" in message or "no GPU-hours left" in message, message
-    assert tiny_grant in message
-    assert {j.job_id for j in slurm.run(queries.jobs()) if j.user == "bob"} == before
+    # bob's 2 GPUs x 40 s used more than a GPU-minute of the two, so at most 0.01 GPU-hours
+    # are left (0 GPUs fit), or none if Slurm counted the job longer than a minute
+    assert re.fullmatch(
+        rf"Invalid account: your request costs 0\.17 GPU-hours \(1 GPU for 00:10:00\), but "
+        rf"project {tiny_grant} has (0\.0[01] GPU-hours left; what would fit: 0 GPUs|no "
+        r"GPU-hours left \(granted 0\.0333+, used \d+\.\d\d\); ask your programme for more, "
+        r"or start a CPU-only session \(0 GPUs\))", message), message
+    assert not {j.job_id for j in slurm.run(queries.jobs()) if j.user == "bob"} - before
 
 
 def test_show_opens_with_the_machine_and_carries_the_programmes_shares(slurm, wait_for,

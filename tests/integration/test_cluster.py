@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.slurm_jobs import sbatch
 from workbench.cluster.local import LocalCluster
 from workbench.resources import ClusterView
 from workbench.slurm import JobState, Query, SlurmError, queries
-from workbench.slurm.parse import parse_job_id
 from workbench.slurm.snapshot import PartitionSnapshot
 
 pytestmark = pytest.mark.slurm
@@ -65,10 +65,9 @@ def test_a_gpu_job_as_the_user_sees_its_gpus(slurm, wait_for, tmp_path):
 
 
 def test_a_job_cannot_be_submitted_for_someone_elses_project(slurm):
-    sbatch = Query("sbatch", ("--parsable", "-A", "research-medai", "-p", "cpu"),
-                   parse_job_id, as_user="alice", input="#!/bin/bash\nsleep 1\n")
     with pytest.raises(SlurmError, match="Invalid account"):
-        slurm.run(sbatch)
+        sbatch(slurm, "alice", "-A", "research-medai", "-p", "cpu",
+               script="#!/bin/bash\nsleep 1\n")
 
 
 def test_cluster_view_from_the_live_cluster(slurm):

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 import requests
+from traitlets.config import Config
 
+from spawners.slurm_gpu import SlurmGPUSpawner
+from tests.slurm_jobs import sbatch
+from workbench import hubconfig, services
 from workbench.cluster.local import LocalCluster
 from workbench.hub import LocalHub
-from workbench.slurm import Query, queries
-from workbench.slurm.parse import parse_job_id
+from workbench.slurm import queries
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
@@ -43,10 +46,8 @@ def spawn_ready(api, options, wait_for):
 
 def block_a100(slurm, minutes=10):
     """Fill the gpu-a100 partition with one of bob's plain jobs; returns its id."""
-    job_id = slurm.run(Query("sbatch", ("--parsable", "-o", "/dev/null", "-A", "research-medai",
-                                        "-p", "gpu-a100", "--gres=gpu:a100:4", "-t", str(minutes)),
-                             parse_job_id, as_user="bob", input="#!/bin/bash\nsleep 600\n"))
-    return job_id
+    return sbatch(slurm, "bob", "-A", "research-medai", "-p", "gpu-a100", "--gres=gpu:a100:4",
+                  "-t", str(minutes), script="#!/bin/bash\nsleep 600\n")
 
 
 def restart_hub_hard(factory_home):
@@ -121,25 +122,45 @@ def test_a_cancelled_job_is_noticed_and_the_next_visit_says_why(slurm, hub_api, 
     assert f"job {job.job_id}" in text and "CANCELLED" in text and "cancelled" in text
 
 
-def test_a_controller_outage_of_30s_does_not_end_a_session(slurm, hub_api, hub_url, wait_for,
-                                                           factory_home):
+def hub_config() -> Config:
+    """The hub's configuration as ``jupyterhub_config.py`` makes it (site overrides aside)."""
+    c = Config()
+    hubconfig.configure(c, hubconfig.Site.from_env())
+    return c
+
+
+def test_a_controller_outage_shorter_than_unknown_grace_does_not_end_a_session(
+        slurm, hub_api, hub_url, wait_for, factory_home):
+    # the grace itself, both sides of it, on the poll's own clock: tests/unit/
+    # test_spawner_parts.py; here: a real outage reaches the hub's poll as "unknown"
     alice = hub_api("alice")
     spawn_ready(alice, ALICE_GPU, wait_for)
     [job] = active_jobs(slurm, "alice", "jupyter-alice")
+    hub_log = factory_home.logfile("jupyterhub")
+    seen_from = hub_log.stat().st_size
+    unknown = f"Slurm not answering, job {job.job_id} state unknown"
     cluster = LocalCluster()
     from workbench import daemons
     daemons.stop("slurmctld", factory_home.pidfile("slurmctld"))
+    started = time.monotonic()
     try:
-        deadline = time.monotonic() + 35  # two polls of the hub fall in the outage
-        while time.monotonic() < deadline:
+        def polled_in_the_outage():
             assert (server(alice) or {}).get("ready"), "the session was dropped"
-            time.sleep(2)
+            with hub_log.open("rb") as f:
+                f.seek(seen_from)
+                return unknown in f.read().decode(errors="replace")
+        # one poll every 15 s reads a squeue snapshot of at most 10 s (hubconfig.py)
+        wait_for(polled_in_the_outage, "the hub's poll finds Slurm not answering", timeout=60)
+        outage = time.monotonic() - started
     finally:
         cluster.start_slurmctld()
+    grace = SlurmGPUSpawner(config=hub_config()).unknown_grace
+    assert outage < grace, f"the outage ({outage:.0f} s) outlasted unknown_grace ({grace} s)"
+    assert (server(alice) or {}).get("ready"), "the session was dropped"
     assert alice.get(f"{hub_url}user/alice/api/status").status_code == 200
     wait_for(lambda: [j.job_id for j in active_jobs(slurm, "alice", "jupyter-alice")] == [
         job.job_id], "the same job still runs")
-    time.sleep(20)  # a poll after the controller is back keeps it
+    # the controller is back with the job running, which the next poll reads the same way
     assert (server(alice) or {}).get("ready")
 
 
@@ -185,10 +206,9 @@ def test_an_orphan_job_is_cancelled_and_owned_ones_are_not(slurm, hub_api, wait_
     spawn_ready(alice, ALICE_GPU, wait_for)
     [owned] = active_jobs(slurm, "alice", "jupyter-alice")
     tag = f"workbench:hub={socket.gethostname()}:user=alice:server=lost"
-    orphan = slurm.run(Query("sbatch", ("--parsable", "-o", "/dev/null", "-A", "startup-helios",
-                                        "-p", "cpu", "-t", "5", "-J", "jupyter-alice-lost",
-                                        f"--comment={tag}"), parse_job_id, as_user="alice",
-                             input="#!/bin/bash\nsleep 300\n"))
+    orphan = sbatch(slurm, "alice", "-A", "startup-helios", "-p", "cpu", "-t", "5",
+                    "-J", "jupyter-alice-lost", f"--comment={tag}",
+                    script="#!/bin/bash\nsleep 300\n")
     env = {**os.environ, "JUPYTERHUB_API_URL": admin.base,
            "JUPYTERHUB_API_TOKEN": admin.headers["Authorization"].split()[1]}
     out = subprocess.run([WORKBENCH, "reconcile", "--once", "--min-age", "0"], env=env,
@@ -204,14 +224,36 @@ def test_an_orphan_job_is_cancelled_and_owned_ones_are_not(slurm, hub_api, wait_
                for r in records)
 
 
-def test_the_idle_culler_cancels_the_culled_servers_job(slurm, hub_api, wait_for):
-    alice, admin = hub_api("alice"), hub_api("admin")
+def deployed_idle_culler(factory_home):
+    """The idle culler's service as the hub's configuration makes it, checked against the
+    command line of the one ``workbench up`` runs."""
+    site = hubconfig.Site.from_env()
+    [service] = [s for s in site.services() if s.name == "idle-culler"]
+    pid = int(factory_home.pidfile("idle-culler").read_text())
+    running = [a.decode() for a in
+               Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+    # the same interpreter (python or python3 of the venv) with the same arguments
+    assert Path(running[0]).resolve() == Path(service.argv[0]).resolve(), running
+    assert running[1:] == list(service.argv[1:]), "the deployed idle culler does not run " \
+        f"as the hub's configuration says: {running}"
+    return site, service
+
+
+def test_the_idle_culler_cancels_the_culled_servers_job(slurm, hub_api, wait_for,
+                                                        factory_home):
+    site, service = deployed_idle_culler(factory_home)
+    timeouts = [i for i, a in enumerate(service.argv) if a.startswith("--timeout=")]
+    assert [service.argv[i] for i in timeouts] == [f"--timeout={site.cull_timeout}"]
+    assert f"--url={site.hub_api_url}" in service.argv
+    # the deployed command and token, its timeout lowered from site.cull_timeout to 2 s
+    # (it culls once at start, then every cull_every)
+    argv = list(service.argv)
+    argv[timeouts[0]] = "--timeout=2"
+    alice = hub_api("alice")
     spawn_ready(alice, ALICE_GPU, wait_for)
     [job] = active_jobs(slurm, "alice", "jupyter-alice")
-    time.sleep(3)
-    env = {**os.environ, "JUPYTERHUB_API_TOKEN": admin.headers["Authorization"].split()[1]}
-    culler = subprocess.Popen([sys.executable, "-m", "jupyterhub_idle_culler", "--timeout=2",
-                               "--cull-every=2", f"--url={admin.base}"], env=env,
+    time.sleep(4)
+    culler = subprocess.Popen(argv, env=services.process_env(service, site, dict(os.environ)),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: server(alice) is None, "alice's idle server culled", timeout=60)

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
+from tests import slurm_jobs
 from workbench.allocations import load
-from workbench.slurm import Query, queries
-from workbench.slurm.parse import parse_job_id
+from workbench.slurm import queries
 from workbench.waits import waiting_message
 
 pytestmark = pytest.mark.slurm
@@ -27,9 +27,8 @@ PROGRAMME = {"alice": "startups", "bob": "research", "ida": "industry"}
 
 
 def sbatch(slurm, user, *args, seconds=300):
-    return slurm.run(Query("sbatch", ("--parsable", "-o", "/dev/null", "-A", ACCOUNT[user],
-                                      "-p", "gpu", "-t", "3", *args), parse_job_id,
-                           as_user=user, input=f"#!/bin/bash\nsleep {seconds}\n"))
+    return slurm_jobs.sbatch(slurm, user, "-A", ACCOUNT[user], "-p", "gpu", "-t", "3", *args,
+                             script=f"#!/bin/bash\nsleep {seconds}\n")
 
 
 def jobs_by_id(slurm):

@@ -488,17 +488,6 @@ def test_the_catalogue_service_is_registered_for_every_user():
     assert "access:services!service=catalogue" in services.user_service_scopes(site)
 
 
-def test_the_facade_exports_the_dataset_api_without_pulling_torch():
-    import subprocess
-    import sys
-
-    code = ("import sys, aifactory as af; af.datasets; af.open_dataset; af.DatasetPicker; "
-            "print(sorted(m for m in ('torch', 'dask', 'pandas') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == "[]"
-
-
 def test_lineage_goes_into_the_admin_comment_not_the_comment():
     from workbench.catalogue.lineage import admin_comment
     from workbench.slurm import SlurmClient, queries

@@ -1,6 +1,9 @@
 """The spawner's pieces without a hub: form, job script, trait help, hub config, audit."""
 
+import asyncio
 import re
+import time
+from types import SimpleNamespace
 
 from traitlets.config import Config
 
@@ -12,6 +15,7 @@ from workbench.audit import AuditLog
 from workbench.paths import FactoryHome
 from workbench.people import People, Person
 from workbench.resources import defaults, validate_request
+from workbench.slurm import Job, JobState, SlurmUnavailable
 from workbench.waits import describe_pending
 
 from .test_resources import GOOD, view
@@ -31,6 +35,9 @@ def test_form_escapes_what_it_shows():
     v = view()
     html = render_form(v, {**defaults(v), "memory": '"><script>alert(1)</script>'})
     assert "<script>alert(1)" not in html
+    # the value is shown, escaped, inside its own field's value attribute
+    assert ('id="wb-memory" value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"'
+            in html), html
 
 
 def test_form_data_becomes_contract_options():
@@ -75,6 +82,57 @@ def test_every_spawner_option_has_help():
     c.SlurmGPUSpawner.slurm_timeout = 7.0
     spawner = SlurmGPUSpawner(config=c)
     assert (spawner.unknown_grace, spawner.slurm_timeout) == (42.0, 7.0)
+
+
+class SilentSlurm:
+    """The jobs snapshot of a spawner whose Slurm controller stops answering (``down``)."""
+
+    def __init__(self, job: Job):
+        self.job, self.down = job, False
+
+    async def jobs(self, max_age=None):
+        if self.down:
+            raise SlurmUnavailable(["squeue"], 1, "", "slurm_load_jobs error: Unable to "
+                                   "contact slurm controller (connect failure)")
+        return {self.job.job_id: self.job}
+
+
+def test_a_session_outlives_a_silence_shorter_than_unknown_grace_and_not_a_longer_one(
+        monkeypatch):
+    # the poll's own clock (time.monotonic), a grace short enough to wait out for real
+    grace = 1.0
+    c = Config()
+    c.SlurmGPUSpawner.unknown_grace = grace
+    c.SlurmGPUSpawner.poll_snapshot_age = 0.0
+    spawner = SlurmGPUSpawner(config=c, user=SimpleNamespace(name="alice"))
+    slurm = SilentSlurm(Job(41, "jupyter-alice", "alice", "startup-helios", "gpu",
+                            JobState.RUNNING, nodes="h100-1"))
+    monkeypatch.setattr(SlurmGPUSpawner, "jobs", property(lambda self: slurm))
+    spawner.job_id, spawner.port = "41", 1234
+
+    async def polls():
+        assert await spawner.poll() is None          # Slurm answers: the job runs
+        slurm.down = True
+        assert await spawner.poll() is None          # the silence starts
+        await asyncio.sleep(grace / 2)
+        assert await spawner.poll() is None          # silent for half the grace: kept
+        slurm.down = False
+        assert await spawner.poll() is None          # answering again: the silence is over
+        slurm.down = True
+        started = time.monotonic()
+        assert await spawner.poll() is None          # a new silence counts from here ...
+        await asyncio.sleep(grace / 2)
+        assert await spawner.poll() is None          # ... (a grace after the first began)
+        assert spawner.job_id == "41" and spawner.last_end is None
+        await asyncio.sleep(started + grace - time.monotonic() + 0.05)
+        assert await spawner.poll() == 1             # silent past the grace: ended
+        return time.monotonic() - started
+
+    silent_for = asyncio.run(polls())
+    assert grace <= silent_for < grace + 0.5
+    assert spawner.last_end["job_id"] == 41 and spawner.last_end["state"] == "UNKNOWN"
+    assert spawner.last_end["reason"] == "Slurm did not answer for 1 s"
+    assert spawner.job_id == "" and spawner.port == 0   # forgotten: the hub shows it stopped
 
 
 def test_pending_reasons_in_plain_words():
