@@ -8,6 +8,7 @@ import pytest
 
 from workbench.allocations import (
     AllocationError,
+    Period,
     budgets_from_usage,
     load,
     machine_report,
@@ -27,6 +28,8 @@ NODES = [Node(f"h100-{i}", "127.0.0.1", "idle", (), ("gpu",), 16, 16, 65536, 0, 
     Node("a100-1", "127.0.0.1", "idle", (), ("gpu-a100",), 16, 16, 65536, 0, "a100", 4),
     Node("cpu-1", "127.0.0.1", "idle", (), ("cpu",), 8, 8, 32768)]
 DEMO = data_file("cluster", "allocations.yaml")
+#: the day these tests read the demo's file on (its period is the year it is read in)
+TODAY = dt.date(2026, 11, 26)
 HEAD = "period: {start: 2026-01-01, end: 2026-12-31}\nprogrammes:\n"
 
 
@@ -37,7 +40,7 @@ def write(tmp_path, text):
 
 
 def demo():
-    return load(DEMO, check_users=False, nodes=NODES)
+    return load(DEMO, check_users=False, nodes=NODES, today=TODAY)
 
 
 def test_the_demo_file_loads_with_shares_for_all_three_programmes():
@@ -49,6 +52,28 @@ def test_the_demo_file_loads_with_shares_for_all_three_programmes():
     assert {p.name: p.share.percent for p in allocs.programmes} == {
         "startups": 30, "research": 40, "industry": 30}
     assert allocs.period.hours == 365 * 24
+
+
+@pytest.mark.parametrize("today, start, end, hours", [
+    (dt.date(2026, 11, 26), dt.date(2026, 1, 1), dt.date(2026, 12, 31), 8760),
+    (dt.date(2027, 11, 26), dt.date(2027, 1, 1), dt.date(2027, 12, 31), 8760),  # a year on
+    (dt.date(2027, 1, 1), dt.date(2027, 1, 1), dt.date(2027, 12, 31), 8760),
+    (dt.date(2028, 12, 31), dt.date(2028, 1, 1), dt.date(2028, 12, 31), 8784),  # leap year
+])
+def test_the_demos_period_is_the_year_it_is_read_in(today, start, end, hours):
+    assert (Period.current_year(today).start, Period.current_year(today).end) == (start, end)
+    allocs = load(DEMO, check_users=False, nodes=NODES, today=today)
+    assert (allocs.period.start, allocs.period.end, allocs.period.hours) == (start, end, hours)
+    rep = machine_report(allocs, NODES, [], [], today).as_dict()
+    assert rep["period"] == {"start": start.isoformat(), "end": end.isoformat(),
+                             "hours": hours}
+    assert rep["machine"]["gpu_hours"] == {"a100": 4.0 * hours, "h100": 8.0 * hours}
+
+
+def test_the_demos_period_read_now_is_this_years():
+    year = dt.date.today().year
+    assert load(DEMO, check_users=False).period == Period(dt.date(year, 1, 1),
+                                                          dt.date(year, 12, 31))
 
 
 @pytest.mark.parametrize("text,line,message", [
@@ -159,14 +184,14 @@ def test_billing_must_count_the_reserved_type_only():
 
 
 def test_grant_outside_its_period_is_zero():
-    allocs = load(DEMO, check_users=False)
+    allocs = load(DEMO, check_users=False, today=TODAY)
     helios = allocs.project("startup-helios")
     assert helios.granted_minutes(dt.date(2026, 6, 1)) == 500 * 60
     assert helios.granted_minutes(dt.date(2028, 1, 1)) == 0
 
 
 def test_budgets_count_gpu_seconds_inside_the_period():
-    allocs = load(DEMO, check_users=False)
+    allocs = load(DEMO, check_users=False, today=TODAY)
     t = dt.datetime(2026, 6, 1, 12)
     usage = [GpuUse(1, "startup-helios", "alice", 2, 3600, t),          # 2 GPU-h
              GpuUse(2, "startup-helios", "alice", 4, 1800, dt.datetime(2025, 6, 1)),  # before
@@ -244,7 +269,7 @@ def test_a_job_held_for_another_programmes_reservation_says_so_and_what_is_free(
 
 
 def test_a_request_over_the_budget_says_what_is_left_and_what_fits():
-    allocs = load(DEMO, check_users=False)
+    allocs = load(DEMO, check_users=False, today=TODAY)
     usage = [GpuUse(1, "startup-helios", "alice", 4, int(499 * 3600 / 4), dt.datetime(2026, 6, 1))]
     budgets = budgets_from_usage(allocs, usage, dt.date(2026, 6, 2))
     v = view()

@@ -4,6 +4,8 @@ file, applied to Slurm.
 The allocations file (YAML; the demo's is ``cluster/allocations.yaml``)::
 
     period: {start: 2026-01-01, end: 2026-12-31}   # the allocation period shares measure
+                                       #   (or current-year: Jan 1 to Dec 31 of the year
+                                       #   the file is read in, as the demo's)
     programmes:
       startups:                        # a programme: a Slurm account
         description: Start-up programme

@@ -27,6 +27,8 @@ from .model import Allocations, Period, Programme, Project, Reserve, gpu_totals
 from .shares import check_shares, parse_share
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+#: ``period: current-year``: the calendar year the file is read in (the demo's period)
+CURRENT_YEAR = "current-year"
 _TOP_KEYS = {"period", "programmes"}
 _PROGRAMME_KEYS = {"description", "share", "reserved_gpus", "projects"}
 _PROJECT_KEYS = {"members", "gpu_hours", "valid_from", "valid_until", "description"}
@@ -67,7 +69,8 @@ class AllocationsCache:
             entry = self._entries.pop((path, check_users), None)
             try:
                 st = path.stat()
-                key = (st.st_mtime_ns, st.st_size, st.st_ino)
+                # the year too: a `period: current-year` turns with it
+                key = (st.st_mtime_ns, st.st_size, st.st_ino, dt.date.today().year)
                 if entry is not None and entry[0] == key and \
                         (st.st_mtime_ns + self.RACY_NS < entry[1] or
                          self._same_bytes(path, entry)):
@@ -121,8 +124,9 @@ class _Checker:
 
 
 def load(path: Path | None = None, check_users: bool = True,
-         nodes: Iterable[Node] | None = None) -> Allocations:
-    """Read and check the allocations file (see :mod:`workbench.allocations`)."""
+         nodes: Iterable[Node] | None = None, today: dt.date | None = None) -> Allocations:
+    """Read and check the allocations file (see :mod:`workbench.allocations`); ``today``:
+    the day whose year ``period: current-year`` is (default: today)."""
     path = Path(path) if path else default_path()
     try:
         raw = linedyaml.load(path.read_text())
@@ -135,7 +139,7 @@ def load(path: Path | None = None, check_users: bool = True,
     if unknown:
         key = sorted(unknown, key=str)[0]
         c.fail(raw, key, f"unknown key {key!r}; allowed: {', '.join(sorted(_TOP_KEYS))}")
-    period = _period(c, raw)
+    period = _period(c, raw, today or dt.date.today())
     totals = gpu_totals(nodes) if nodes is not None else None
     progs_raw = raw["programmes"]
     seen: set[str] = set()
@@ -172,10 +176,12 @@ def load(path: Path | None = None, check_users: bool = True,
     return allocs
 
 
-def _period(c: _Checker, raw) -> Period | None:
+def _period(c: _Checker, raw, today: dt.date) -> Period | None:
     spec = raw.get("period")
     if spec is None:
         return None
+    if spec == CURRENT_YEAR:
+        return Period.current_year(today)
     if not isinstance(spec, dict) or set(spec) != {"start", "end"}:
         c.fail(raw, "period", "period must be a mapping {start: 2026-01-01, end: 2026-12-31}")
     for key in ("start", "end"):

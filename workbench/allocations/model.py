@@ -25,6 +25,11 @@ class Period:
     def overlaps(self, start: dt.date | None, end: dt.date | None) -> bool:
         return (start is None or start <= self.end) and (end is None or self.start <= end)
 
+    @classmethod
+    def current_year(cls, today: dt.date) -> Period:
+        """January 1 to December 31 of ``today``'s year (``period: current-year``)."""
+        return cls(dt.date(today.year, 1, 1), dt.date(today.year, 12, 31))
+
 
 @dataclass(frozen=True)
 class Share:
