@@ -112,3 +112,28 @@ def test_user_associations_from_the_controllers_cache():
     assert [(a.account, a.user) for a in rows] == [("research-climate", "bob"),
                                                    ("research-medai", "bob")]
     assert parse_assoc_mgr("Current Association Manager state\n") == []
+
+
+# what Debian's squeue 22.05 prints with slurmctld stopped: exit 0, an errors array
+CONTROLLER_DOWN = ('{"meta": {}, "errors": [{"description": "Failed while looking for jobs", '
+                   '"error_number": -1, "error": "Unspecified error", '
+                   '"source": "slurm_load_jobs"}], "jobs": []}')
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_an_errors_array_with_exit_0_is_the_controller_not_answering(tmp_path, run):
+    # a stand-in squeue with the recorded answer (the real outage: tests/integration/
+    # test_crash_safety.py); the poll and `workbench status` catch SlurmUnavailable
+    import asyncio
+
+    from workbench.slurm import SlurmClient, SlurmUnavailable, queries
+    fake = tmp_path / "squeue"
+    fake.write_text(f"#!/bin/sh\ncat <<'JSON'\n{CONTROLLER_DOWN}\nJSON\n")
+    fake.chmod(0o755)
+    client = SlurmClient(bindir=str(tmp_path))
+    with pytest.raises(SlurmUnavailable, match="slurm_load_jobs") as e:
+        if run == "sync":
+            client.run(queries.jobs())
+        else:
+            asyncio.run(client.arun(queries.jobs()))
+    assert e.value.returncode == 0

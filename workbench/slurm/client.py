@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from .parse import SlurmReportedErrors
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -111,6 +113,14 @@ class SlurmClient:
         cls = SlurmUnavailable if any(h in text for h in _UNAVAILABLE_HINTS) else SlurmError
         return cls(argv, returncode, out, err)
 
+    @staticmethod
+    def _parse(query: Query[T], argv: list[str], out: str, err: str) -> T:
+        try:
+            return query.parse(out)
+        except SlurmReportedErrors as e:
+            # exit 0 with an errors array: the controller did not answer (a transient state)
+            raise SlurmUnavailable(argv, 0, out, f"{err.strip()} {e}".strip()) from e
+
     def run(self, query: Query[T]) -> T:
         """Run ``query`` and return its parsed output (blocking)."""
         argv = self.argv(query)
@@ -123,7 +133,7 @@ class SlurmClient:
             raise SlurmUnavailable(argv, None, e.stdout or "", e.stderr or "") from e
         if proc.returncode != 0:
             raise self._error(argv, proc.returncode, proc.stdout, proc.stderr)
-        return query.parse(proc.stdout)
+        return self._parse(query, argv, proc.stdout, proc.stderr)
 
     async def arun(self, query: Query[T]) -> T:
         """Run ``query`` and return its parsed output (without blocking the event loop)."""
@@ -144,7 +154,7 @@ class SlurmClient:
             raise SlurmUnavailable(argv, None, "", "") from e
         if proc.returncode != 0:
             raise self._error(argv, proc.returncode, out.decode(), err.decode())
-        return query.parse(out.decode())
+        return self._parse(query, argv, out.decode(), err.decode())
 
     # plain commands -------------------------------------------------------------------
 

@@ -52,6 +52,16 @@ def _ts(value) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=UTC)
 
 
+class SlurmReportedErrors(ValueError):
+    """A ``--json`` answer that carries an ``errors`` array: the command exited 0 but Slurm
+    could not do it (``squeue``/``sinfo`` with the controller down: ``slurm_load_jobs``).
+    The client turns it into :class:`~workbench.slurm.client.SlurmUnavailable`."""
+
+    def __init__(self, errors: list):
+        self.errors = errors
+        super().__init__(f"Slurm reported errors: {errors}")
+
+
 def _json(text: str) -> dict:
     try:
         data = json.loads(text)
@@ -59,7 +69,7 @@ def _json(text: str) -> dict:
         raise ValueError(f"Slurm did not answer JSON: {text[:200]!r}") from e
     errors = data.get("errors") or []
     if errors:
-        raise ValueError(f"Slurm reported errors: {errors}")
+        raise SlurmReportedErrors(errors)
     return data
 
 
