@@ -32,8 +32,6 @@ class Snapshot(Generic[T]):
         self._started = float("-inf")  # when the query behind _value was started
         self._not_before = float("-inf")  # readers need a query started after this
         self._lock = asyncio.Lock()
-        #: how many Slurm calls this snapshot made (for benchmarks and tests)
-        self.calls = 0
 
     @property
     def age(self) -> float:
@@ -54,7 +52,6 @@ class Snapshot(Generic[T]):
                 return self._value
             started = time.monotonic()
             result = await self.client.arun(self.query())
-            self.calls += 1
             self._value = self.index(result)
             self._started = started
             return self._value
