@@ -289,9 +289,10 @@ class CallShim:
     world-writable.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, commands: tuple[str, ...] = SLURM_COMMANDS):
         self.bindir = root / "slurm-shim"
         self.log = root / "slurm-calls.log"
+        self.commands = commands
 
     def install(self) -> None:
         self.bindir.mkdir(parents=True, exist_ok=True)
@@ -299,7 +300,7 @@ class CallShim:
         os.chmod(self.bindir, 0o755)
         self.log.touch()
         os.chmod(self.log, 0o666)
-        for cmd in SLURM_COMMANDS:
+        for cmd in self.commands:
             real = shutil.which(cmd)
             if not real:
                 continue

@@ -28,7 +28,8 @@ Measured (printed as a table and one JSON line):
   with the cache warm;
 - a support dashboard refresh (the widget's ``refresh()``), with every cache entry expired
   (all Slurm calls made) and in the steady state;
-- Slurm calls per minute (the dashboards' call log) with one viewer, then ten, each a
+- Slurm calls per minute (counted by wrappers of the Slurm commands, benchmarks._cluster's
+  CallShim, first on the support dashboard service's PATH) with one viewer, then ten, each a
   chromium page on the support dashboard refreshing by itself.
 
 ``--render-only`` measures only the manager dashboard's render with the cache warm
@@ -45,20 +46,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._cluster import CallShim  # noqa: E402
 from tests.browser.helpers import CHROMIUM_ARGS, log_in  # noqa: E402  (as the tests do)
-from workbench.dashboards.history import history_query  # noqa: E402
+from workbench.dashboards.history import jobs_frame  # noqa: E402
 from workbench.dashboards.source import DashboardSettings, DashboardSource  # noqa: E402
 from workbench.paths import FactoryHome  # noqa: E402
 from workbench.slurm import SlurmClient, SlurmError, queries  # noqa: E402
@@ -144,14 +147,15 @@ def raw_queries(slurm: SlurmClient, source: DashboardSource) -> dict:
     from workbench.allocations import usage_query
     allocs = source.allocations()
     out = {
-        "sacct_history_30d_s": timed(lambda: slurm.run(history_query(now - timedelta(days=30)))),
-        "sacct_history_incremental_s": timed(lambda: slurm.run(
-            history_query(now - timedelta(seconds=180)))),
+        "sacct_history_30d_s": timed(lambda: jobs_frame(slurm.run(
+            queries.history(now - timedelta(days=30))))),
+        "sacct_history_incremental_s": timed(lambda: jobs_frame(slurm.run(
+            queries.history(now - timedelta(seconds=180))))),
         "sacct_budgets_s": timed(lambda: slurm.run(usage_query(allocs))),
         "squeue_s": timed(lambda: slurm.run(queries.jobs())),
         "sinfo_s": timed(lambda: slurm.run(queries.nodes())),
     }
-    out["history_rows_30d"] = len(slurm.run(history_query(now - timedelta(days=30))))
+    out["history_rows_30d"] = len(slurm.run(queries.history(now - timedelta(days=30))))
     return out
 
 
@@ -242,18 +246,30 @@ def support_refresh(settings: DashboardSettings) -> dict:
 
 
 def calls_per_minute(browser, password: str, viewers: int, seconds: float,
-                     source: DashboardSource) -> dict:
+                     shim: CallShim) -> dict:
+    """Slurm commands run per minute by the support dashboard's service while ``viewers``
+    watch it, counted by the shim's wrappers (the service was restarted with them first on
+    its PATH)."""
     pages = [login(browser, "sam", password) for _ in range(viewers)]
     for p in pages:
         p.goto(f"{HUB}services/support-dashboard/")
         p.locator(".wb-table-sessions").wait_for(state="visible")
     t0 = time.time()
     time.sleep(seconds)
-    calls = Counter(name for _, name in source.cache.calls(since=t0))
+    calls = shim.calls(t0, time.time())
     for p in pages:
         p.close()
     scale = 60 / seconds
     return {name: round(n * scale, 1) for name, n in sorted(calls.items())}
+
+
+def restart_dashboards(path_first: Path | None = None) -> None:
+    """Restart both dashboard services, with ``path_first`` (the shim) first on their PATH."""
+    env = dict(os.environ)
+    if path_first:
+        env["PATH"] = f"{path_first}:{env.get('PATH', '/usr/bin:/bin')}"
+    subprocess.run([sys.executable, "-m", "workbench.cli", "restart", "support-dashboard",
+                    "manager-dashboard"], check=True, capture_output=True, env=env)
 
 
 def main(argv=None) -> int:
@@ -314,13 +330,18 @@ def main(argv=None) -> int:
         figures["manager_first_render_warm_s"] = statistics.median(warm)
         page.close()
         figures.update(support_refresh(settings))
+        shim = CallShim(Path(tempfile.mkdtemp(prefix="bench-dashboards-")))
+        shim.install()
+        restart_dashboards(shim.bindir)
         try:
             figures["calls_per_min_1_viewer"] = calls_per_minute(
-                browser, password, 1, args.seconds, source)
+                browser, password, 1, args.seconds, shim)
             figures[f"calls_per_min_{args.viewers}_viewers"] = calls_per_minute(
-                browser, password, args.viewers, args.seconds, source)
+                browser, password, args.viewers, args.seconds, shim)
         finally:
             browser.close()
+            restart_dashboards()
+            shutil.rmtree(shim.bindir.parent, ignore_errors=True)
     width = max(len(k) for k in figures)
     for k, v in figures.items():
         print(f"{k:{width}}  {v:.3f}" if isinstance(v, float) else f"{k:{width}}  {v}")

@@ -19,6 +19,7 @@ from workbench.allocations.slurmsync import billed_types
 from workbench.paths import data_file
 from workbench.resources import InvalidRequest, validate_request
 from workbench.slurm.models import GpuUse, Job, JobState, Node
+from workbench.slurm.parse import parse_billing_weights
 from workbench.waits import waiting_message
 
 from .test_resources import GOOD, view
@@ -177,10 +178,12 @@ def test_one_reservation_is_exact_and_lends_nothing(tmp_path):
 
 
 def test_billing_must_count_the_reserved_type_only():
-    weights = {"gpu": "GRES/gpu=1.0", "gpu-a100": "GRES/gpu=0", "cpu": "GRES/gpu=0"}
+    text = {"gpu": "GRES/gpu=1.0", "gpu-a100": "GRES/gpu=0", "cpu": "GRES/gpu=0"}
+    weights = {p: parse_billing_weights(w) for p, w in text.items()}
     assert billed_types(NODES, weights) == {"h100"}
-    assert billed_types(NODES, {**weights, "cpu": ""}) == {"h100", "CPUs"}
-    assert billed_types(NODES, {**weights, "gpu-a100": "GRES/gpu=1.0"}) == {"h100", "a100"}
+    assert billed_types(NODES, {**weights, "cpu": {}}) == {"h100", "CPUs"}
+    assert billed_types(NODES, {**weights, "gpu-a100": {"gres/gpu": 1.0}}) == {"h100", "a100"}
+    assert parse_billing_weights("CPU=0.5G,GRES/gpu=2,Mem=x") == {"cpu": 0.5, "gres/gpu": 2.0}
 
 
 def test_grant_outside_its_period_is_zero():

@@ -2,7 +2,7 @@
 windowed), what managers read (GPU-hours, burn-down, utilisation, waits, reserved share) and
 what support reads (sessions, nodes, failures), and the date range's messages."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,9 +11,10 @@ import pytest
 
 from workbench.dashboards import aggregate, live
 from workbench.dashboards.daterange import DateRange, RangeError, check_range
-from workbench.dashboards.history import FIELDS, history_query, merge, parse_history
+from workbench.dashboards.history import jobs_frame, merge
+from workbench.slurm import queries
 from workbench.slurm.models import Job, JobState, Node
-from workbench.slurm.parse import parse_jobs, parse_nodes
+from workbench.slurm.parse import parse_accounted_jobs, parse_jobs, parse_nodes
 from workbench.tags import job_tag
 from workbench.waits import describe_pending
 
@@ -42,11 +43,18 @@ def allocs():
 
 # -- history -------------------------------------------------------------------------------
 
+def parse_history(text: str) -> pd.DataFrame:
+    """What the dashboards make of sacct's answer: the layer's rows as the jobs table."""
+    return jobs_frame(parse_accounted_jobs(text))
+
+
 def test_the_history_query_is_bounded_to_a_window_and_the_fields_shown():
-    q = history_query(datetime(2026, 11, 1, tzinfo=UTC))
+    q = queries.history(datetime(2026, 11, 1, tzinfo=UTC))
     assert q.cmd == "sacct"
     assert q.args[:7] == ("-a", "-X", "-nP", "-S", "2026-11-01T00:00:00", "-E", "now")
-    assert q.args[-1] == "--format=" + ",".join(FIELDS)
+    assert q.args[-1] == "--format=" + ",".join(queries.HISTORY_FIELDS)
+    assert queries.history(datetime(2026, 11, 1, tzinfo=UTC), datetime(
+        2026, 11, 2, 1, tzinfo=timezone(timedelta(hours=1)))).args[6] == "2026-11-02T00:00:00"
     assert q.env == {"TZ": "UTC"}  # times in and out are UTC
 
 

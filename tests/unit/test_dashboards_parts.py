@@ -14,15 +14,17 @@ from queue import Empty
 import pandas as pd
 import pytest
 
+from benchmarks._cluster import CallShim
 from extensions.dashboards import service
 from extensions.dashboards.manager import ManagerDashboard
 from extensions.dashboards.table import DataTable
 from tests.labextension import check_prebuilt
 from workbench.dashboards import joboutput
 from workbench.dashboards.cache import SharedCache
-from workbench.dashboards.history import parse_history
+from workbench.dashboards.history import jobs_frame
 from workbench.dashboards.source import DashboardSettings, DashboardSource
 from workbench.slurm import Query, SlurmClient
+from workbench.slurm.parse import parse_accounted_jobs
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -32,14 +34,27 @@ def _date_query() -> Query[str]:
     return Query("date", ("+%s.%N",), str.strip)
 
 
-def _read(directory: str, results) -> None:
-    cache = SharedCache(directory, SlurmClient())
+def _read(directory: str, bindir: str, results) -> None:
+    cache = SharedCache(directory, SlurmClient(bindir=bindir))
     results.put(cache.get("clock", _date_query(), max_age=60).value)
 
 
-def test_ten_processes_share_one_call(tmp_path):
+@pytest.fixture
+def shim(tmp_path):
+    """``date`` and ``false`` behind wrappers that log each run (the benchmarks' counter)."""
+    counter = CallShim(tmp_path / "shim", commands=("date", "false"))
+    counter.install()
+    return counter
+
+
+def _runs(shim) -> dict:
+    return dict(shim.calls(0, float("inf")))
+
+
+def test_ten_processes_share_one_call(tmp_path, shim):
     results = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_read, args=(str(tmp_path), results))
+    procs = [multiprocessing.Process(target=_read, args=(str(tmp_path / "cache"),
+                                                          str(shim.bindir), results))
              for _ in range(10)]
     for p in procs:
         p.start()
@@ -47,22 +62,22 @@ def test_ten_processes_share_one_call(tmp_path):
         p.join(30)
     answers = {results.get(timeout=5) for _ in procs}
     assert len(answers) == 1  # everyone got the one answer
-    assert [name for _, name in SharedCache(tmp_path, SlurmClient()).calls()] == ["clock"]
+    assert _runs(shim) == {"date": 1}
 
 
-def test_a_stale_answer_is_refreshed_and_a_failure_is_remembered(tmp_path):
-    cache = SharedCache(tmp_path, SlurmClient())
+def test_a_stale_answer_is_refreshed_and_a_failure_is_remembered(tmp_path, shim):
+    cache = SharedCache(tmp_path / "cache", SlurmClient(bindir=str(shim.bindir)))
     first = cache.get("clock", _date_query(), max_age=60)
     assert cache.get("clock", _date_query(), max_age=60).value == first.value
+    assert _runs(shim) == {"date": 1}
     time.sleep(0.05)
     assert cache.get("clock", _date_query(), max_age=0.01).value != first.value
     failing = Query("false", (), str)
     time.sleep(0.05)
     bad = cache.get("clock", failing, max_age=0.01)
     assert bad.error and bad.value is not None  # the last good answer, with the error
-    n = len(cache.calls())
     assert cache.get("clock", failing, max_age=60).error  # remembered: no second call
-    assert len(cache.calls()) == n
+    assert _runs(shim) == {"date": 2, "false": 1}
 
 
 def test_output_tail_is_bounded_and_refuses_links_and_wrong_ids(tmp_path):
@@ -122,7 +137,8 @@ class RecordedSource(DashboardSource):
 
     def __init__(self, tmp_path):
         super().__init__(DashboardSettings(cache_dir=str(tmp_path)))
-        self.jobs = parse_history((FIXTURES / "sacct-history-22.05.txt").read_text())
+        self.jobs = jobs_frame(parse_accounted_jobs(
+            (FIXTURES / "sacct-history-22.05.txt").read_text()))
 
     def budgets(self):
         from workbench.dashboards.cache import Cached

@@ -11,6 +11,7 @@ from workbench.slurm import JobState
 from workbench.slurm.parse import (
     format_duration,
     parse_assoc_mgr,
+    parse_associations,
     parse_duration_min,
     parse_gres,
     parse_job_end,
@@ -54,6 +55,22 @@ def test_partitions_from_scontrol():
     assert parts["gpu"].max_time_min == 12 * 60
     assert parts["cpu"].max_time_min == 24 * 60 and parts["cpu"].default
     assert not parts["gpu"].default
+    assert parts["gpu"].billing_weights == {"gres/gpu": 1.0}  # the reserved type's billing
+    assert parts["cpu"].billing_weights == {"gres/gpu": 0.0}
+
+
+def test_the_account_tree_from_sacctmgr():
+    text = ("startups||root||normal|normal|billing=6\n"
+            "startup-helios||startups|gres/gpu=30000|normal|normal|\n"
+            "startup-helios|alice|||normal|normal|\n")  # recorded from the local cluster
+    tree = {(a.account, a.user): a for a in parse_associations(text)}
+    assert tree["startups", ""].grp_tres == {"billing": 6} and tree["startups", ""].parent == "root"
+    helios = tree["startup-helios", ""]
+    assert helios.grp_tres_mins == {"gres/gpu": 30000} and helios.grp_tres == {}
+    assert (helios.qos, helios.default_qos) == ("normal", "normal")
+    assert tree["startup-helios", "alice"].qos == "normal"
+    # the four-column form (queries.associations) still reads
+    assert parse_associations("a|bob|root|gres/gpu=60\n")[0].grp_tres_mins == {"gres/gpu": 60}
 
 
 @pytest.mark.parametrize("text,minutes", [

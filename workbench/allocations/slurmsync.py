@@ -10,8 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from ..slurm import Query, SlurmClient, queries
-from ..slurm.parse import parse_key_values, parse_tres
+from ..slurm import SlurmClient, queries
 from .guards import GUARD_PREFIX, Guards, billing_limit, is_guard_name, plan_guards
 from .loader import AllocationError
 from .model import Allocations, gpu_totals
@@ -32,16 +31,15 @@ def plan(allocs: Allocations, slurm: SlurmClient, cluster: str,
          today: dt.date | None = None) -> list[Change]:
     """The changes that make Slurm match ``allocs`` (empty when it already does)."""
     today = today or dt.date.today()
-    rows = slurm.run(queries.sacctmgr_list(
-        "association", "Account", "ParentName", "User", "GrpTRESMins", "QOS", "DefaultQOS",
-        "GrpTRES", where=(f"cluster={cluster}",)))
-    accounts = {r[0]: r for r in rows if r[2] == ""}
-    members = {(r[2], r[0]) for r in rows if r[2]}
+    rows = slurm.run(queries.account_tree(cluster))
+    accounts = {a.account: a for a in rows if not a.user}
+    members = {(a.user, a.account) for a in rows if a.user}
     qos_rows = {r[0]: r for r in slurm.run(queries.sacctmgr_list("qos", "Name", "GrpTRES"))}
     nodes = slurm.run(queries.nodes())
     guards = plan_guards(allocs, gpu_totals(nodes))
     if guards.gpu_type:
-        check_billing(allocs, guards.gpu_type, nodes, slurm.run(partition_billing()))
+        weights = {p.name: p.billing_weights for p in slurm.run(queries.partitions())}
+        check_billing(allocs, guards.gpu_type, nodes, weights)
     changes: list[Change] = []
     for pool in guards.pools:
         changes += _account(pool.name, pool.parent, accounts, cluster, pool.description, "root")
@@ -52,7 +50,7 @@ def plan(allocs: Allocations, slurm: SlurmClient, cluster: str,
         changes += _limit(prog.name, guards.cap.get(prog.name), guards.gpu_type, accounts,
                           cluster)
         current = accounts.get(prog.name)
-        if current is None or current[4] != "normal" or current[5] != "normal":
+        if current is None or current.qos != "normal" or current.default_qos != "normal":
             changes.append(Change(
                 f"{prog.name} jobs run under QOS normal",
                 ("modify", "account", "where", f"name={prog.name}", f"cluster={cluster}", "set",
@@ -67,7 +65,7 @@ def _project(proj, programme: str, accounts, members, cluster: str, today) -> li
     out = _account(proj.name, programme, accounts, cluster, f"{programme} project", programme)
     current = accounts.get(proj.name)
     minutes = proj.granted_minutes(today)
-    if current is None or current[3] != f"gres/gpu={minutes}":
+    if current is None or current.grp_tres_mins != {"gres/gpu": minutes}:
         why = "" if proj.active(today) else " (outside its validity period)"
         out.append(Change(
             f"set {proj.name} grant to {minutes / 60:g} GPU-hours{why}",
@@ -86,40 +84,22 @@ def _project(proj, programme: str, accounts, members, cluster: str, today) -> li
     return out
 
 
-def partition_billing() -> Query[dict[str, str]]:
-    """Each partition's ``TRESBillingWeights`` (``scontrol show partition -o``)."""
-    def parse(text: str) -> dict[str, str]:
-        rows = [parse_key_values(line) for line in text.splitlines() if line.strip()]
-        return {r.get("PartitionName", ""): r.get("TRESBillingWeights", "") for r in rows}
-    return Query("scontrol", ("show", "partition", "-o"), parse)
-
-
-def billed_types(nodes, weights: dict[str, str]) -> set[str]:
-    """The GPU types (or "CPUs") a job's ``billing`` counts, partition by partition."""
+def billed_types(nodes, weights: dict[str, dict[str, float]]) -> set[str]:
+    """The GPU types (or "CPUs") a job's ``billing`` counts, partition by partition
+    (``weights``: each partition's parsed ``TRESBillingWeights``)."""
     out = set()
     for n in nodes:
         for p in n.partitions:
-            w = weights.get(p, "")
+            w = weights.get(p, {})
             if not w:
                 out.add("CPUs")  # no weights: Slurm bills the CPUs
-            elif n.gpu_type and _weights(w).get("gres/gpu", 0) > 0:
+            elif n.gpu_type and w.get("gres/gpu", 0) > 0:
                 out.add(n.gpu_type)
     return out
 
 
-def _weights(text: str) -> dict[str, float]:
-    """``GRES/gpu=1.0,CPU=0.5`` to ``{"gres/gpu": 1.0, "cpu": 0.5}``."""
-    out = {}
-    for item in text.split(","):
-        key, _, value = item.partition("=")
-        try:
-            out[key.strip().lower()] = float(value.rstrip("KMGTP"))
-        except ValueError:
-            continue
-    return out
-
-
-def check_billing(allocs: Allocations, gpu_type: str, nodes, weights: dict[str, str]) -> None:
+def check_billing(allocs: Allocations, gpu_type: str, nodes,
+                  weights: dict[str, dict[str, float]]) -> None:
     """The guards count ``billing``: slurm.conf must bill one per GPU of the reserved type
     and nothing else, or the limits would mean something else."""
     billed = billed_types(nodes, weights)
@@ -136,7 +116,7 @@ def _limit(name: str, gpus: int | None, gpu_type: str, accounts, cluster: str
            ) -> list[Change]:
     """The account's ``GrpTRES=billing=N`` (None: no limit)."""
     current = accounts.get(name)
-    have = parse_tres(current[6]).get("billing") if current else None
+    have = current.grp_tres.get("billing") if current else None
     if have == gpus:
         return []
     if gpus is None:
@@ -155,7 +135,7 @@ def _account(name: str, parent: str, accounts, cluster: str, description: str,
         return [Change(f"added account {name} under {parent}",
                        ("add", "account", name, f"parent={parent}", f"cluster={cluster}",
                         f"description={description}", f"organization={organization}"))]
-    if current[1] != parent:
+    if current.parent != parent:
         return [Change(f"moved account {name} under {parent}",
                        ("modify", "account", "where", f"name={name}", f"cluster={cluster}",
                         "set", f"parent={parent}"))]

@@ -209,7 +209,7 @@ class LocalCluster:
 
     def _controller_answers(self) -> bool:
         try:
-            self.slurm.run(SlurmClient.command("scontrol", ["ping"]))
+            self.slurm.run(queries.ping())
             return True
         except SlurmError:
             return False

@@ -7,8 +7,8 @@ with an exclusive ``flock`` around each refresh: the first reader after ``max_ag
 command, everyone else waits for it and reads the file. A failure is remembered for
 ``max_age`` too, so a controller that is down is not hammered by every viewer either.
 
-Every Slurm call made through it is appended to ``calls.log`` (time and name): that is how
-the benchmark counts calls per minute for one and for ten viewers.
+It counts nothing itself: ``benchmarks/dashboards.py`` counts the calls per minute from
+outside, with wrappers of the Slurm commands first on the service's PATH.
 """
 
 from __future__ import annotations
@@ -87,30 +87,6 @@ class SharedCache:
     def write_meta(self, name: str, **meta) -> None:
         atomicfile.write_json(self._path(name, "meta"), meta)
 
-    def count_call(self, name: str) -> None:
-        """Append one line to ``calls.log`` (a Slurm call was made for ``name``)."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.directory / "calls.log", "a") as f:
-            f.write(f"{time.time():.3f} {name}\n")
-
-    def calls(self, since: float = 0.0) -> list[tuple[float, str]]:
-        """The Slurm calls made through any process's cache since ``since`` (epoch s)."""
-        try:
-            lines = (self.directory / "calls.log").read_text().splitlines()
-        except OSError:
-            return []
-        out = []
-        for line in lines:
-            at, _, name = line.partition(" ")
-            if float(at) >= since:
-                out.append((float(at), name))
-        return out
-
-    def run_counted(self, name: str, query: Query[T]) -> T:
-        """Run ``query`` now (no caching) and count the call."""
-        self.count_call(name)
-        return self.client.run(query)
-
     def get(self, name: str, query: Query[T], max_age: float) -> Cached:
         """``query``'s parsed answer, from a call started no more than ``max_age`` seconds ago
         by any process. When Slurm fails, the last good answer with the error (or None)."""
@@ -139,7 +115,7 @@ class SharedCache:
         started = time.time()
         good_at = self.meta(name).get("good_at")
         try:
-            text = self.run_counted(name, replace(query, parse=_raw))
+            text = self.client.run(replace(query, parse=_raw))
         except SlurmUnavailable as e:
             error = f"Slurm did not answer ({e.stderr or 'timed out'})"
         except SlurmError as e:
@@ -152,12 +128,11 @@ class SharedCache:
         self.write_meta(name, at=started, good_at=good_at, error=error)
         return started, error
 
-    def value(self, name: str, compute: Callable[[], Any], max_age: float, count: bool = True,
+    def value(self, name: str, compute: Callable[[], Any], max_age: float,
               errors: tuple[type[Exception], ...] = (SlurmError,)) -> Cached:
         """Like :meth:`get` for a JSON-able value computed by ``compute()`` (which runs Slurm
         commands itself, e.g. the allocations' ``budgets``): one computation per ``max_age``.
-        ``count``: it is a Slurm call (counted in ``calls.log``); ``errors``: the failures
-        remembered as the entry's error."""
+        ``errors``: the failures remembered as the entry's error."""
         query = Query("value", (), json.loads)
         fresh = self._fresh(name, max_age)
         if fresh is None:
@@ -167,8 +142,6 @@ class SharedCache:
                     started = time.time()
                     good_at = self.meta(name).get("good_at")
                     try:
-                        if count:
-                            self.count_call(name)
                         data = json.dumps(compute(), default=str)
                     except errors as e:
                         error = (f"Slurm failed: {e.stderr or e}" if isinstance(e, SlurmError)

@@ -1,7 +1,7 @@
 """Job history from Slurm's accounting: one bounded ``sacct``, read incrementally, shared.
 
-The query asks for allocations only (``-X``), every user (``-a``), a time window (``-S``/
-``-E``) and only the fields the dashboards show. The first read covers ``days`` back; each
+The query (:func:`workbench.slurm.queries.history`) asks for allocations only, every user, a
+time window and only the fields the dashboards show. The first read covers ``days`` back; each
 refresh then asks only for jobs active since the last read started (minus a minute of
 overlap): a job that started, changed or ended since is in that answer, one that ended before
 is not and needs no update. The merged table is kept (Parquet) in the dashboards' shared
@@ -17,19 +17,14 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from workbench.slurm import Query, SlurmError, SlurmUnavailable
-from workbench.slurm.parse import parse_rows, parse_tres
+from workbench.slurm import AccountedJob, SlurmError, SlurmUnavailable, queries
 
 from .cache import Cached, SharedCache
 
 log = logging.getLogger(__name__)
 
-#: the sacct fields read, in order (nothing else is asked for)
-FIELDS = ("JobIDRaw", "JobID", "JobName", "User", "Account", "Partition", "State", "ExitCode",
-          "Reason", "Submit", "Start", "End", "ElapsedRaw", "AllocTRES", "NodeList")
-
-COLUMNS = ("job_id", "job", "name", "user", "account", "partition", "state", "exit_code",
-           "reason", "submit", "start", "end", "elapsed_s", "gpus", "gpu_type", "nodes")
+#: the jobs table's columns: :class:`workbench.slurm.AccountedJob`'s fields
+COLUMNS = AccountedJob._fields
 
 #: seconds of overlap between incremental reads (clock skew, slurmdbd's write delay)
 OVERLAP_S = 120
@@ -37,43 +32,9 @@ OVERLAP_S = 120
 _NAME = "history"
 
 
-def _when(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def history_query(start: datetime, end: datetime | None = None) -> Query[pd.DataFrame]:
-    """``sacct`` for every job active between ``start`` and ``end`` (None: now), in UTC."""
-    return Query("sacct", ("-a", "-X", "-nP", "-S", _when(start),
-                           "-E", _when(end) if end else "now",
-                           "--format=" + ",".join(FIELDS)),
-                 parse_history, env={"TZ": "UTC"})
-
-
-def _time(text: str):
-    if not text or text in ("Unknown", "None", "N/A"):
-        return pd.NaT
-    return pd.Timestamp(text, tz="UTC")
-
-
-def _gpus(tres: str) -> tuple[int, str]:
-    values = parse_tres(tres)
-    typed = [(k.split(":", 1)[1], n) for k, n in values.items() if k.startswith("gres/gpu:")]
-    if typed:
-        return sum(n for _, n in typed), "+".join(sorted(t for t, _ in typed))
-    return values.get("gres/gpu", 0), ""
-
-
-def parse_history(text: str) -> pd.DataFrame:
-    """Rows of ``sacct -nP --format=FIELDS`` (in UTC) to a jobs table (:data:`COLUMNS`)."""
-    rows = []
-    for r in parse_rows(text):
-        if len(r) != len(FIELDS) or not r[0].isdigit():
-            continue
-        gpus, gpu_type = _gpus(r[13])
-        rows.append((int(r[0]), r[1], r[2], r[3], r[4], r[5], (r[6].split() or [""])[0],
-                     r[7], r[8], _time(r[9]), _time(r[10]), _time(r[11]),
-                     int(r[12]) if r[12].isdigit() else 0, gpus, gpu_type, r[14]))
-    return empty_jobs() if not rows else _typed(pd.DataFrame(rows, columns=list(COLUMNS)))
+def jobs_frame(rows: list[AccountedJob]) -> pd.DataFrame:
+    """Accounted jobs (:func:`workbench.slurm.queries.history`) as the jobs table."""
+    return _typed(pd.DataFrame(rows, columns=list(COLUMNS))) if rows else empty_jobs()
 
 
 def empty_jobs() -> pd.DataFrame:
@@ -144,7 +105,7 @@ class History:
         self.cache._write(_NAME, "parquet", buf.getvalue())
 
     def _read(self, start: datetime, end: datetime | None = None) -> pd.DataFrame:
-        return self.cache.run_counted(_NAME, history_query(start, end))
+        return jobs_frame(self.cache.client.run(queries.history(start, end)))
 
     def table(self, max_age: float | None = None, now: datetime | None = None) -> Cached:
         """The jobs table (a DataFrame), refreshed by at most one process per ``max_age``."""

@@ -219,7 +219,7 @@ class DashboardSource:
             return {u["name"]: (u.get("last_activity") or "")[:19].replace("T", " ")
                     for u in users}
         c = self.cache.value("hub-activity", compute, self.settings.live_max_age,
-                             count=False, errors=(requests.RequestException, ValueError))
+                             errors=(requests.RequestException, ValueError))
         return c.value or {}
 
     # support -----------------------------------------------------------------------------

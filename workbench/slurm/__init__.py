@@ -6,9 +6,9 @@ parses a Slurm command.
 
 from . import queries
 from .client import Query, SlurmClient, SlurmError, SlurmUnavailable
-from .models import Association, GpuUse, Job, JobState, Node, Partition
+from .models import AccountedJob, Association, GpuUse, Job, JobState, Node, Partition
 
 __all__ = [
-    "Association", "GpuUse", "Job", "JobState", "Node", "Partition", "Query", "SlurmClient",
-    "SlurmError", "SlurmUnavailable", "queries",
+    "AccountedJob", "Association", "GpuUse", "Job", "JobState", "Node", "Partition", "Query",
+    "SlurmClient", "SlurmError", "SlurmUnavailable", "queries",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class JobState(StrEnum):
@@ -125,6 +126,7 @@ class Partition:
     default: bool = False
     state: str = "UP"
     allow_accounts: str = "ALL"
+    billing_weights: dict[str, float] = field(default_factory=dict)  # TRESBillingWeights
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,9 @@ class Association:
     user: str = ""
     parent: str = ""
     grp_tres_mins: dict[str, int] = field(default_factory=dict)
+    grp_tres: dict[str, int] = field(default_factory=dict)  # GrpTRES: held at once
+    qos: str = ""
+    default_qos: str = ""
 
 
 @dataclass(frozen=True)
@@ -151,3 +156,25 @@ class GpuUse:
     @property
     def gpu_seconds(self) -> int:
         return self.gpus * self.elapsed_s
+
+
+class AccountedJob(NamedTuple):
+    """One job allocation as accounting records it (``sacct -X``), times in UTC; a tuple so
+    that thousands of them make a table at once (the dashboards' frames)."""
+
+    job_id: int
+    job: str  # "105_3" for an array task
+    name: str
+    user: str
+    account: str
+    partition: str
+    state: str  # the state word only: "CANCELLED", not "CANCELLED by 1001"
+    exit_code: str
+    reason: str
+    submit: datetime | None
+    start: datetime | None
+    end: datetime | None
+    elapsed_s: int
+    gpus: int
+    gpu_type: str  # "h100", "a100+h100" for a mix, "" when untyped or none
+    nodes: str

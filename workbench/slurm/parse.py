@@ -8,7 +8,7 @@ import re
 import shlex
 from datetime import UTC, datetime
 
-from .models import Association, GpuUse, Job, JobState, Node, Partition
+from .models import AccountedJob, Association, GpuUse, Job, JobState, Node, Partition
 
 _TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
@@ -191,8 +191,22 @@ def parse_partitions(text: str, nodes: list[Node] | None = None) -> list[Partiti
             default=kv.get("Default") == "YES",
             state=kv.get("State", "UP"),
             allow_accounts=kv.get("AllowAccounts", "ALL"),
+            billing_weights=parse_billing_weights(kv.get("TRESBillingWeights", "")),
         ))
     return parts
+
+
+def parse_billing_weights(text: str) -> dict[str, float]:
+    """``TRESBillingWeights`` (``GRES/gpu=1.0,CPU=0.5G``) to ``{"gres/gpu": 1.0, "cpu": 0.5}``
+    (keys lower case, unit suffixes dropped)."""
+    out = {}
+    for item in (text or "").split(","):
+        key, _, value = item.partition("=")
+        try:
+            out[key.strip().lower()] = float(value.rstrip("KMGTP"))
+        except ValueError:
+            continue
+    return out
 
 
 def parse_rows(text: str) -> list[list[str]]:
@@ -211,11 +225,15 @@ def parse_tres(text: str) -> dict[str, int]:
 
 
 def parse_associations(text: str) -> list[Association]:
-    """Rows of ``sacctmgr -nP show assoc format=Account,User,ParentName,GrpTRESMins``."""
-    return [
-        Association(account=r[0], user=r[1], parent=r[2], grp_tres_mins=parse_tres(r[3]))
-        for r in parse_rows(text)
-    ]
+    """Rows of ``sacctmgr -nP show assoc format=Account,User,ParentName,GrpTRESMins`` and
+    optionally ``,QOS,DefaultQOS,GrpTRES`` (:func:`~workbench.slurm.queries.account_tree`)."""
+    out = []
+    for r in parse_rows(text):
+        r = r + [""] * (7 - len(r))
+        out.append(Association(account=r[0], user=r[1], parent=r[2],
+                               grp_tres_mins=parse_tres(r[3]), qos=r[4], default_qos=r[5],
+                               grp_tres=parse_tres(r[6])))
+    return out
 
 
 def parse_assoc_mgr(text: str) -> list[Association]:
@@ -270,3 +288,38 @@ def parse_share_usage(text: str) -> dict[str, int]:
         if len(row) >= 3 and row[1] == "":
             return parse_tres(row[2])
     return {}
+
+
+def parse_gpus(tres: str) -> tuple[int, str]:
+    """GPUs in a TRES string and their type: ``gres/gpu:h100=2,gres/gpu=2`` → (2, "h100"); a
+    mix of types → "a100+h100"; untyped GPUs → (n, "")."""
+    values = parse_tres(tres)
+    typed = [(k.split(":", 1)[1], n) for k, n in values.items() if k.startswith("gres/gpu:")]
+    if typed:
+        return sum(n for _, n in typed), "+".join(sorted(t for t, _ in typed))
+    return values.get("gres/gpu", 0), ""
+
+
+def _utc(text: str) -> datetime | None:
+    """A time ``sacct`` printed with ``TZ=UTC`` (``2026-11-24T08:30:00``), or None."""
+    if not text or text in ("Unknown", "None", "N/A"):
+        return None
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def parse_accounted_jobs(text: str) -> list[AccountedJob]:
+    """Rows of :func:`~workbench.slurm.queries.history` (``sacct -nP`` with
+    ``HISTORY_FIELDS``, in UTC); lines that are not job rows (warnings) are skipped."""
+    rows = []
+    for r in parse_rows(text):
+        if len(r) != 15 or not r[0].isdigit():
+            continue
+        gpus, gpu_type = parse_gpus(r[13])
+        rows.append(AccountedJob(
+            int(r[0]), r[1], r[2], r[3], r[4], r[5], (r[6].split() or [""])[0], r[7], r[8],
+            _utc(r[9]), _utc(r[10]), _utc(r[11]), int(r[12]) if r[12].isdigit() else 0,
+            gpus, gpu_type, r[14]))
+    return rows

@@ -6,11 +6,16 @@ Run one with ``client.run(q)`` or ``await client.arun(q)``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 
 from . import parse
 from .client import Query
-from .models import Association, GpuUse, Job, JobState, Node, Partition
+from .models import AccountedJob, Association, GpuUse, Job, JobState, Node, Partition
+
+#: the ``sacct`` fields :func:`history` reads, in order (nothing else is asked for)
+HISTORY_FIELDS = ("JobIDRaw", "JobID", "JobName", "User", "Account", "Partition", "State",
+                  "ExitCode", "Reason", "Submit", "Start", "End", "ElapsedRaw", "AllocTRES",
+                  "NodeList")
 
 
 def jobs() -> Query[list[Job]]:
@@ -69,6 +74,14 @@ def user_accounts(user: str) -> Query[list[Association]]:
                  parse.parse_assoc_mgr)
 
 
+def account_tree(cluster: str) -> Query[list[Association]]:
+    """Every association of ``cluster`` (accounts' own rows have ``user == ""``) with its
+    limits and QOS: what :mod:`workbench.allocations.slurmsync` compares with the file."""
+    return Query("sacctmgr", ("-nP", "show", "associations", "where", f"cluster={cluster}",
+                              "format=Account,User,ParentName,GrpTRESMins,QOS,DefaultQOS,"
+                              "GrpTRES"), parse.parse_associations)
+
+
 def sacctmgr_list(entity: str, *fields: str, where: tuple[str, ...] = ()) -> Query[list[list[str]]]:
     """Rows of ``sacctmgr -nP show ENTITY [where k=v ...] format=FIELDS``."""
     args = ["-nP", "show", entity]
@@ -96,6 +109,18 @@ def gpu_usage(accounts: list[str], since: date) -> Query[list[GpuUse]]:
                            "-S", since.isoformat(), "-E", "now",
                            "--format=JobID,Account,User,AllocTRES,ElapsedRaw,Start"),
                  parse.parse_gpu_use)
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def history(start: datetime, end: datetime | None = None) -> Query[list[AccountedJob]]:
+    """Every job allocation (``-X``) of every user (``-a``) active between ``start`` and
+    ``end`` (None: now), only :data:`HISTORY_FIELDS`; times in and out in UTC."""
+    return Query("sacct", ("-a", "-X", "-nP", "-S", _utc(start), "-E", _utc(end) if end
+                           else "now", "--format=" + ",".join(HISTORY_FIELDS)),
+                 parse.parse_accounted_jobs, env={"TZ": "UTC"})
 
 
 def enforced_usage(account: str) -> Query[dict[str, int]]:
