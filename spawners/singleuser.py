@@ -6,25 +6,23 @@ $JUPYTERHUB_API_URL/batchspawner {"port": N}``, the route of :mod:`spawners.api`
 
 It replaces ``batchspawner-singleuser``, which imports JupyterHub and requests (~0.6 s on the
 local cluster) and reports the port *before* the server starts importing, so the hub then
-polls the node until the server listens. Here a thread (standard library only) watches the
-port on the node itself while the server imports and starts in the main thread, and reports
-the port the moment the server accepts connections: the hub's first look finds it up.
-Nothing here may import JupyterHub or the workbench's hub side: it runs first in every job.
+polls the node until the server listens. Here a thread watches the port on the node itself
+while the server imports and starts in the main thread, and reports the port (with the one
+hub client, :mod:`workbench.hubapi`) the moment the server accepts connections: the hub's
+first look finds it up. Nothing here may import JupyterHub or the workbench's hub side: it
+runs first in every job.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import runpy
 import shutil
 import signal
 import socket
-import ssl
 import sys
 import threading
 import time
-from http.client import HTTPConnection, HTTPException, HTTPSConnection
 from urllib.parse import urlsplit, urlunsplit
 
 REPORT_TIMEOUT_S = 120.0  # the hub may be restarting; it re-adopts the job within this
@@ -65,46 +63,28 @@ def with_port(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.hostname}:{port}"))
 
 
-def _connection(url, timeout: float):
-    if url.scheme != "https":
-        return HTTPConnection(url.hostname, url.port or 80, timeout=timeout)
-    # the hub's internal_ssl: the same files JupyterHub gives the single-user server
-    context = ssl.create_default_context(cafile=os.environ.get("JUPYTERHUB_SSL_CLIENT_CA"))
-    if os.environ.get("JUPYTERHUB_SSL_CERTFILE"):
-        context.load_cert_chain(os.environ["JUPYTERHUB_SSL_CERTFILE"],
-                                os.environ.get("JUPYTERHUB_SSL_KEYFILE"))
-    return HTTPSConnection(url.hostname, url.port or 443, timeout=timeout, context=context)
-
-
 def report_port(api_url: str, token: str, port: int, timeout_s: float = REPORT_TIMEOUT_S,
                 log=None) -> bool:
     """POST the port to the hub until it answers (retrying while it is unreachable or 5xx,
     with back-off, for ``timeout_s``). A 4xx is final: the hub does not expect this job."""
+    from workbench.hubapi import HubAPIError, HubClient, TLSFiles
     log = log or sys.stderr
-    url = urlsplit(api_url.rstrip("/") + "/batchspawner")
-    body = json.dumps({"port": port})
-    headers = {"Authorization": f"token {token}", "Content-Type": "application/json"}
+    hub = HubClient(api_url, token, timeout=10, tls=TLSFiles.from_env(), maxsize=1)
     deadline = time.monotonic() + timeout_s
     delay = 0.1
     while True:
-        conn = _connection(url, timeout=10)
         try:
-            conn.request("POST", url.path, body=body, headers=headers)
-            response = conn.getresponse()
-            status, text = response.status, response.read(500).decode(errors="replace")
-        except (OSError, HTTPException) as e:
-            status, text = 0, str(e)
-        finally:
-            conn.close()
-        if 200 <= status < 300:
+            hub.request("POST", "batchspawner", json={"port": port})
             return True
-        if 400 <= status < 500:
-            print(f"workbench-singleuser: the hub refused port {port}: {status} {text}",
-                  file=log, flush=True)
-            return False
+        except HubAPIError as e:
+            if not e.unreachable:
+                print(f"workbench-singleuser: the hub refused port {port}: {e.status} "
+                      f"{e.message}", file=log, flush=True)
+                return False
+            failure = f"{e.status or 'no answer'}: {e.message}"
         if time.monotonic() + delay > deadline:
             print(f"workbench-singleuser: could not reach the hub at {api_url} for "
-                  f"{timeout_s:.0f} s ({status or 'no answer'}: {text})", file=log, flush=True)
+                  f"{timeout_s:.0f} s ({failure})", file=log, flush=True)
             return False
         time.sleep(delay)
         delay = min(delay * 2, 5.0)
@@ -120,6 +100,7 @@ could reach it."""
 
 
 def _report_when_listening(api_url: str, token: str, host: str, port: int) -> None:
+    import workbench.hubapi  # noqa: F401  (imported while the server imports, not after)
     wait_listening(host, port)
     if not report_port(api_url, token, port):
         os.kill(os.getpid(), signal.SIGTERM)

@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import requests
 from tornado.ioloop import IOLoop, PeriodicCallback
 
 from .audit import AuditLog
+from .hubapi import HubAPIError, HubClient
 from .slurm import Job, SlurmClient, SlurmError, queries
 from .tags import parse_job_tag
 
@@ -39,25 +39,14 @@ class Orphan:
         return self.session is not None
 
 
-def owned_job_ids(api_url: str, token: str, timeout: float = 30) -> set[int]:
-    """Job ids held in any server's state, from the hub's REST API."""
+def owned_job_ids(hub: HubClient) -> set[int]:
+    """Job ids held in any server's state, from the hub's REST API (every page of users)."""
     owned: set[int] = set()
-    url = f"{api_url.rstrip('/')}/users"
-    headers = {"Authorization": f"token {token}",
-               "Accept": "application/jupyterhub-pagination+json"}
-    params: dict | None = {"include_stopped_servers": "1", "limit": "200", "offset": "0"}
-    while params is not None:
-        r = requests.get(url, params=params, headers=headers, timeout=timeout)
-        r.raise_for_status()
-        body = r.json()
-        users = body["items"] if isinstance(body, dict) else body
-        for user in users:
-            for server in (user.get("servers") or {}).values():
-                job_id = (server.get("state") or {}).get("job_id")
-                if job_id and str(job_id).isdigit():
-                    owned.add(int(job_id))
-        nxt = body.get("_pagination", {}).get("next") if isinstance(body, dict) else None
-        params = {**params, "offset": str(nxt["offset"])} if nxt else None
+    for user in hub.paged("users", {"include_stopped_servers": "1"}):
+        for server in (user.get("servers") or {}).values():
+            job_id = (server.get("state") or {}).get("job_id")
+            if job_id and str(job_id).isdigit():
+                owned.add(int(job_id))
     return owned
 
 
@@ -86,11 +75,11 @@ def find_orphans(jobs: Iterable[Job], owned: set[int], hub_id: str, min_age_s: f
     return out
 
 
-def reconcile_once(slurm: SlurmClient, api_url: str, token: str, hub_id: str,
+def reconcile_once(slurm: SlurmClient, hub: HubClient, hub_id: str,
                    audit: AuditLog | None = None, min_age_s: float = 120) -> list[Orphan]:
     """One pass: find this hub's orphans and cancel them. Returns what was cancelled."""
     jobs = slurm.run(queries.jobs())
-    owned = owned_job_ids(api_url, token)
+    owned = owned_job_ids(hub)
     orphans = find_orphans(jobs, owned, hub_id, min_age_s)
     for o in orphans:
         if o.is_worker:
@@ -117,16 +106,16 @@ def reconcile_once(slurm: SlurmClient, api_url: str, token: str, hub_id: str,
     return orphans
 
 
-def run_forever(slurm: SlurmClient, api_url: str, token: str, hub_id: str, audit: AuditLog,
+def run_forever(slurm: SlurmClient, hub: HubClient, hub_id: str, audit: AuditLog,
                 interval: float, min_age_s: float) -> None:
     """A pass now (hub start-up), then one every ``interval`` seconds; a failed pass is
     logged and the next one tries again."""
 
     def one_pass():
         try:
-            done = reconcile_once(slurm, api_url, token, hub_id, audit, min_age_s)
+            done = reconcile_once(slurm, hub, hub_id, audit, min_age_s)
             log.info("reconcile pass: %d orphan job(s) cancelled", len(done))
-        except (SlurmError, requests.RequestException) as e:
+        except (SlurmError, HubAPIError) as e:
             log.warning("reconcile pass failed, next try in %.0f s: %s", interval, e)
 
     one_pass()

@@ -20,7 +20,6 @@ from urllib.parse import quote
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 SERVICE_TIMEOUT_S = 30
 
@@ -45,11 +44,11 @@ class HelpClient:
             return None
         return cls(url.rstrip("/") + "/", token, user, env.get("JUPYTERHUB_SERVER_NAME", ""))
 
-    def request(self, method: str, path: str, body: bytes | None = None) -> HTTPRequest:
-        return HTTPRequest(self.url + path, method=method, body=body,
-                           request_timeout=SERVICE_TIMEOUT_S,
-                           headers={"Authorization": f"token {self.token}",
-                                    "Content-Type": "application/json"})
+    def hub(self):
+        """The help service through :class:`workbench.hubapi.HubClient` (imported here, when
+        the owner first asks: not in every server's start)."""
+        from workbench.hubapi import HubClient
+        return HubClient(self.url, self.token, timeout=SERVICE_TIMEOUT_S)
 
 
 class _Forwarder(APIHandler):
@@ -64,14 +63,12 @@ class _Forwarder(APIHandler):
 
     async def fetch(self, client: HelpClient, method: str, path: str,
                     body: bytes | None = None) -> tuple[int, dict]:
-        response = await AsyncHTTPClient().fetch(client.request(method, path, body),
-                                                 raise_error=False)
-        if response.code == 599:
-            raise web.HTTPError(502, f"the help service did not answer: {response.error}")
+        from workbench.hubapi import HubAPIError
         try:
-            return response.code, json.loads(response.body or b"{}")
-        except json.JSONDecodeError:
-            return response.code, {"message": response.body.decode(errors="replace")[:200]}
+            reply = await client.hub().arequest(method, path, body=body, ok=None)
+        except HubAPIError as e:
+            raise web.HTTPError(502, f"the help service did not answer: {e.message}") from e
+        return reply.status, reply.data if isinstance(reply.data, dict) else {}
 
     def reply(self, code: int, data: dict) -> None:
         self.set_status(code)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 HUB_TIMEOUT_S = 30
 
@@ -28,7 +27,7 @@ class HubSession:
     token: str
     user: str
     server: str
-    ssl: dict = field(default_factory=dict)  # client cert, key, CA: the hub's internal_ssl
+    tls: tuple[str | None, str | None, str | None] = (None, None, None)  # internal_ssl files
 
     @classmethod
     def from_env(cls, env=os.environ) -> HubSession | None:
@@ -36,22 +35,24 @@ class HubSession:
             "JUPYTERHUB_API_URL", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_USER"))
         if not (api and token and user):
             return None
-        ssl = {}
-        if env.get("JUPYTERHUB_SSL_CERTFILE"):
-            ssl = {"client_cert": env["JUPYTERHUB_SSL_CERTFILE"],
-                   "client_key": env.get("JUPYTERHUB_SSL_KEYFILE"),
-                   "ca_certs": env.get("JUPYTERHUB_SSL_CLIENT_CA")}
-        return cls(api.rstrip("/"), token, user, env.get("JUPYTERHUB_SERVER_NAME", ""), ssl)
+        tls = tuple(env.get(f"JUPYTERHUB_SSL_{k}") for k in ("CERTFILE", "KEYFILE", "CLIENT_CA"))
+        return cls(api.rstrip("/"), token, user, env.get("JUPYTERHUB_SERVER_NAME", ""), tls)
+
+    @property
+    def path(self) -> str:
+        """This server's walltime, relative to the hub's API."""
+        return f"workbench/walltime/{quote(self.user, safe='')}/{quote(self.server, safe='')}"
 
     @property
     def url(self) -> str:
-        return (f"{self.api_url}/workbench/walltime/{quote(self.user, safe='')}/"
-                f"{quote(self.server, safe='')}")
+        return f"{self.api_url}/{self.path}"
 
-    def request(self, method: str, body: bytes | None = None) -> HTTPRequest:
-        return HTTPRequest(self.url, method=method, body=body, request_timeout=HUB_TIMEOUT_S,
-                           headers={"Authorization": f"token {self.token}",
-                                    "Content-Type": "application/json"}, **self.ssl)
+    def hub(self):
+        """The hub's API through :class:`workbench.hubapi.HubClient` (imported here, at the
+        first walltime call: not in every server's start)."""
+        from workbench.hubapi import HubClient, TLSFiles
+        return HubClient(self.api_url, self.token, timeout=HUB_TIMEOUT_S,
+                         tls=TLSFiles(*self.tls) if any(self.tls) else None)
 
 
 class WalltimeHandler(APIHandler):
@@ -65,16 +66,17 @@ class WalltimeHandler(APIHandler):
         await self._forward("POST", json.dumps(body).encode())
 
     async def _forward(self, method: str, body: bytes | None = None) -> None:
+        from workbench.hubapi import HubAPIError
         session = HubSession.from_env()
         if session is None:
             raise web.HTTPError(404, "this server was not started by a JupyterHub")
-        response = await AsyncHTTPClient().fetch(session.request(method, body),
-                                                 raise_error=False)
-        if response.code == 599:  # no HTTP answer at all
-            raise web.HTTPError(502, f"the hub did not answer: {response.error}")
-        self.set_status(response.code)
+        try:
+            reply = await session.hub().arequest(method, session.path, body=body, ok=None)
+        except HubAPIError as e:  # no HTTP answer at all
+            raise web.HTTPError(502, f"the hub did not answer: {e.message}") from e
+        self.set_status(reply.status)
         self.set_header("Content-Type", "application/json")
-        self.finish(response.body)
+        self.finish(json.dumps(reply.data) if reply.data is not None else b"")
 
 
 def setup_handlers(serverapp) -> None:

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import QUEUE_TIMEOUT
 from tests.scaling_session import IDA_SESSION, open_session
 from workbench.audit import AuditLog
+from workbench.hubapi import HubClient
 from workbench.paths import FactoryHome
 from workbench.reconcile import reconcile_once
 from workbench.slurm import JobState, queries
@@ -95,9 +96,8 @@ def test_the_reconciler_cancels_workers_whose_session_ended(hub_url, demo_passwo
                                      for j in slurm.run(queries.jobs())),
                      "the session job ended", 60)
             assert {j.job_id for j in session.worker_jobs()} == jobs  # orphaned workers
-            cancelled = reconcile_once(slurm, f"{hub_url}hub/api",
-                                       admin.headers["Authorization"].split()[1],
-                                       socket.gethostname())
+            hub = HubClient(f"{hub_url}hub/api", admin.headers["Authorization"].split()[1])
+            cancelled = reconcile_once(slurm, hub, socket.gethostname())
             mine = [o for o in cancelled if o.session == session.job_id]
             assert {o.job.job_id for o in mine} == jobs and all(o.is_worker for o in mine)
             wait_for(lambda: not session.worker_jobs(), "no worker job left", 30)

@@ -160,9 +160,9 @@ def test_the_session_reaches_the_help_service_as_its_owner():
            "JUPYTERHUB_API_TOKEN": "t", "JUPYTERHUB_USER": "alice"}
     client = HelpClient.from_env(env)
     assert (client.user, client.server) == ("alice", "")
-    request = client.request("GET", "api/requests")
-    assert request.url == "http://10.0.0.5:8092/services/help/api/requests"
-    assert request.headers["Authorization"] == "token t"
+    hub = client.hub()
+    assert hub.url_of("api/requests") == "http://10.0.0.5:8092/services/help/api/requests"
+    assert hub.headers["Authorization"] == "token t"
     assert HelpClient.from_env({**env, "AIFACTORY_SERVICES": "{"}) is None
 
 

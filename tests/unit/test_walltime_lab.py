@@ -21,5 +21,11 @@ def test_the_hub_session_comes_from_the_servers_environment():
         "JUPYTERHUB_API_URL": "http://10.0.0.5:8081/hub/api/", "JUPYTERHUB_API_TOKEN": "t",
         "JUPYTERHUB_USER": "alice", "JUPYTERHUB_SERVER_NAME": "gpu run"})
     assert session.url == "http://10.0.0.5:8081/hub/api/workbench/walltime/alice/gpu%20run"
-    request = session.request("GET")
-    assert request.headers["Authorization"] == "token t"
+    hub = session.hub()
+    assert hub.url_of(session.path) == session.url
+    assert hub.headers["Authorization"] == "token t"
+    tls = HubSession.from_env({
+        "JUPYTERHUB_API_URL": "https://10.0.0.5:8081/hub/api/", "JUPYTERHUB_API_TOKEN": "t",
+        "JUPYTERHUB_USER": "alice", "JUPYTERHUB_SSL_CERTFILE": "/c.pem",
+        "JUPYTERHUB_SSL_KEYFILE": "/k.pem", "JUPYTERHUB_SSL_CLIENT_CA": "/ca.pem"})
+    assert tls.tls == ("/c.pem", "/k.pem", "/ca.pem")

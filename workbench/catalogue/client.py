@@ -19,9 +19,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-import urllib3
+from ..hubapi import HubAPIError, HubClient
 
 SERVICE = "catalogue"
 
@@ -56,42 +56,23 @@ class CatalogueClient:
         if not self.token:
             raise CatalogueUnavailable("no hub token: set JUPYTERHUB_API_TOKEN or give token=")
         self.timeout = timeout
-        # urllib3 (what requests runs on) straight: requests' per-call bookkeeping was ~1 ms
-        # of an open's ~4 ms, measured in benchmarks/catalogue.py
-        self.http = urllib3.PoolManager(maxsize=4, retries=False)
-        self.headers = {"Authorization": f"token {self.token}", "Accept": "application/json"}
+        self.hub = HubClient(self.url, self.token, timeout=timeout)
 
     def _call(self, method: str, path: str, params: dict | None = None,
               json: Any = None) -> Any:
-        url = self.url + "api/" + path
-        if params:
-            url += "?" + urlencode(params)
-        headers = self.headers
-        body = None
-        if json is not None:
-            body = _json.dumps(json).encode()
-            headers = {**headers, "Content-Type": "application/json"}
         try:
-            r = self.http.request(method, url, body=body, headers=headers,
-                                  timeout=self.timeout)
-        except urllib3.exceptions.HTTPError as e:
-            raise CatalogueUnavailable(f"the catalogue service at {self.url} does not "
-                                       f"answer: {e}") from e
-        try:
-            answer = _json.loads(r.data)
-        except ValueError:
-            answer = {"message": r.data[:200].decode(errors="replace")}
-        if r.status < 300:
-            return answer
-        reason = r.reason or f"HTTP {r.status}"
-        message = answer.get("message", reason) if isinstance(answer, dict) else reason
-        if r.status in (401, 403):
-            raise PermissionError(message)
-        if r.status == 404:
-            raise LookupError(message)
-        if r.status in (400, 413):
-            raise ValueError(message)
-        raise CatalogueUnavailable(f"catalogue service: HTTP {r.status}: {message}")
+            return self.hub.request(method, "api/" + path, params=params, json=json).data
+        except HubAPIError as e:
+            if e.status == 0:
+                raise CatalogueUnavailable(f"the catalogue service at {self.url} does not "
+                                           f"answer: {e.message}") from e
+            if e.status in (401, 403):
+                raise PermissionError(e.message) from e
+            if e.status == 404:
+                raise LookupError(e.message) from e
+            if e.status in (400, 413):
+                raise ValueError(e.message) from e
+            raise CatalogueUnavailable(f"catalogue service: HTTP {e.status}: {e.message}") from e
 
     @staticmethod
     def _id(dataset_id: str) -> str:

@@ -15,6 +15,7 @@ from ..allocations import AllocationError, Allocations, apply_plan, load, plan, 
 from ..allocations.show import format_report
 from ..audit import AuditLog
 from ..cluster.local import LocalCluster
+from ..hubapi import HubClient, TLSFiles
 from ..paths import FactoryHome
 from ..reconcile import reconcile_once, run_forever
 from ..slurm import SlurmClient, queries
@@ -89,16 +90,17 @@ def cmd_reconcile(args) -> int:
               "(JUPYTERHUB_API_URL, JUPYTERHUB_API_TOKEN; set for it when run as a hub service)",
               file=sys.stderr)
         return 2
+    hub = HubClient(api_url, token, tls=TLSFiles.from_env())
     home = FactoryHome.from_env()
     slurm = SlurmClient(slurm_conf=os.environ.get("SLURM_CONF") or str(home.slurm_conf))
     audit = AuditLog(home.audit_db)
     hub_id = args.hub_id or socket.gethostname()
     if args.once:
-        done = reconcile_once(slurm, api_url, token, hub_id, audit, args.min_age)
+        done = reconcile_once(slurm, hub, hub_id, audit, args.min_age)
         print(f"cancelled {len(done)} orphan job(s)" +
               "".join(f"\n  {o.job.job_id} {o.user}/{o.server}" for o in done))
         return 0
-    run_forever(slurm, api_url, token, hub_id, audit, args.interval, args.min_age)
+    run_forever(slurm, hub, hub_id, audit, args.interval, args.min_age)
     return 0
 
 

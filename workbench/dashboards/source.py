@@ -207,19 +207,14 @@ class DashboardSource:
         token = os.environ.get("JUPYTERHUB_API_TOKEN")
         if not (self.settings.hub_api_url and token):
             return {}
-        import requests  # here: the manager's kernel never asks the hub
+        from workbench.hubapi import HubAPIError, HubClient  # the manager's kernel never asks
+        hub = HubClient(self.settings.hub_api_url, token, timeout=5)
 
         def compute():
-            r = requests.get(f"{self.settings.hub_api_url.rstrip('/')}/users",
-                             params={"state": "active", "limit": "500"},
-                             headers={"Authorization": f"token {token}"}, timeout=5)
-            r.raise_for_status()
-            body = r.json()
-            users = body["items"] if isinstance(body, dict) else body
             return {u["name"]: (u.get("last_activity") or "")[:19].replace("T", " ")
-                    for u in users}
+                    for u in hub.paged("users", {"state": "active"})}
         c = self.cache.value("hub-activity", compute, self.settings.live_max_age,
-                             errors=(requests.RequestException, ValueError))
+                             errors=(HubAPIError, ValueError))
         return c.value or {}
 
     # support -----------------------------------------------------------------------------

@@ -14,13 +14,12 @@ websockets (:mod:`extensions.revocation`).
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import os
-from urllib.parse import quote
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-
+from ..hubapi import HubAPIError, HubClient
+from ..hubapi import q as _q
 from .store import HelpError
 
 log = logging.getLogger(__name__)
@@ -28,31 +27,22 @@ log = logging.getLogger(__name__)
 HUB_TIMEOUT_S = 20
 
 
-def _q(name: str) -> str:
-    return quote(name, safe="")
-
-
 class HubShares:
-    """Async client of the hub's sharing and user API with one token (the help service's)."""
+    """The hub's sharing and user API with one token (the help service's), from coroutines."""
 
     def __init__(self, api_url: str | None = None, token: str | None = None):
-        self.api_url = (api_url or os.environ["JUPYTERHUB_API_URL"]).rstrip("/")
-        self.token = token or os.environ["JUPYTERHUB_API_TOKEN"]
+        self.hub = HubClient(api_url or os.environ["JUPYTERHUB_API_URL"],
+                             token or os.environ["JUPYTERHUB_API_TOKEN"],
+                             timeout=HUB_TIMEOUT_S, maxsize=10)
 
     async def _call(self, method: str, path: str, body: dict | None = None,
                     ok: tuple[int, ...] = (200, 201, 204)) -> tuple[int, object]:
-        request = HTTPRequest(
-            f"{self.api_url}/{path}", method=method, request_timeout=HUB_TIMEOUT_S,
-            body=json.dumps(body) if body is not None else None,
-            headers={"Authorization": f"token {self.token}",
-                     "Content-Type": "application/json"})
-        response = await AsyncHTTPClient().fetch(request, raise_error=False)
-        data = json.loads(response.body) if response.body else None
-        if response.code not in ok:
-            message = data.get("message") if isinstance(data, dict) else response.error
-            raise HelpError(502 if response.code in (0, 599) or response.code >= 500 else
-                            response.code, f"the hub refused {method} {path}: {message}")
-        return response.code, data
+        try:
+            reply = await self.hub.arequest(method, path, json=body, ok=ok)
+        except HubAPIError as e:
+            raise HelpError(502 if e.unreachable else e.status,
+                            f"the hub refused {method} {path}: {e.message}") from e
+        return reply.status, reply.data
 
     async def server(self, owner: str, server: str = "", ready: bool = True) -> dict | None:
         """The owner's server model if it is running (and ready, with ``ready``), else None.
@@ -84,12 +74,17 @@ class HubShares:
     async def shares(self, owner: str, server: str = "") -> list[dict]:
         """Who has access to the server now: ``[{"kind": "group", "name": "support",
         "scopes": [...], "created_at": ...}]``."""
-        code, data = await self._call("GET", f"shares/{_q(owner)}/{_q(server)}",
-                                      ok=(200, 404))
-        if code == 404:
-            return []
+        try:
+            items = await asyncio.to_thread(
+                lambda: list(self.hub.paged(f"shares/{_q(owner)}/{_q(server)}")))
+        except HubAPIError as e:
+            if e.status == 404:
+                return []
+            raise HelpError(502 if e.unreachable else e.status,
+                            f"the hub refused to list the shares of {owner}/{server}: "
+                            f"{e.message}") from e
         found = []
-        for share in data.get("items", []) if isinstance(data, dict) else data:
+        for share in items:
             kind = "user" if share.get("user") else "group"
             found.append({"kind": kind, "name": share[kind]["name"],
                           "scopes": share.get("scopes", []),
