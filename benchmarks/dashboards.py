@@ -75,9 +75,16 @@ STATES = {"COMPLETED": 3, "CANCELLED": 4, "FAILED": 5, "TIMEOUT": 6, "OUT_OF_MEM
 
 
 def mysql(home: FactoryHome, sql: str) -> str:
+    """``sql`` as slurmdbd's database user; the password from a root-only defaults file,
+    never argv (every user can read a process's argv)."""
     password = (home.secrets / "db_password").read_text().strip()
-    proc = subprocess.run(["mysql", "-h127.0.0.1", "-P16306", "-uslurm", f"-p{password}",
-                           "-N", "slurm_acct_db"], input=sql, capture_output=True, text=True)
+    with tempfile.NamedTemporaryFile("w", prefix="bench-mysql-", suffix=".cnf") as cnf:
+        os.chmod(cnf.name, 0o600)
+        cnf.write(f"[client]\nuser=slurm\npassword={password}\n")
+        cnf.flush()
+        proc = subprocess.run(["mysql", f"--defaults-extra-file={cnf.name}", "-h127.0.0.1",
+                               "-P16306", "-N", "slurm_acct_db"], input=sql,
+                              capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"mysql failed: {proc.stderr.strip()}")
     return proc.stdout

@@ -49,19 +49,18 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
     credentials 401, with a token or cookie lacking the access scope 403, each as
     ``{"message": ...}``. Errors are JSON too, never a traceback."""
 
-    def check_xsrf_cookie(self):
-        # token-authenticated API calls carry no xsrf cookie; browsers send the hub's
-        if self.request.headers.get("Authorization", "").startswith(("token ", "Bearer ")):
-            return None
-        return super().check_xsrf_cookie()
+    # xsrf: HubOAuthenticated decides (a valid token needs none; a browser's cookie on a
+    # POST/PUT/DELETE needs the _xsrf token, else the cookie is not accepted); no override
 
     async def prepare(self):
         if self.current_user is None:
             has_credentials = bool(self.request.headers.get("Authorization") or
                                    self.get_cookie(self.hub_auth.cookie_name))
             if has_credentials:
-                raise ServiceError(403, f"you may not use the {self.service_name} service "
-                                   f"(your token lacks {self.hub_auth.access_scopes})")
+                raise ServiceError(403, f"you may not use the {self.service_name} service: "
+                                   "the token is not valid or lacks "
+                                   f"{self.hub_auth.access_scopes}, or the browser's request "
+                                   "lacks its xsrf token")
             raise ServiceError(401, "log in to the hub, or send a hub token "
                                "(Authorization: token ...)")
 

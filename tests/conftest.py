@@ -11,6 +11,8 @@ Fixtures:
 - ``hub_url``: the hub's public URL, e.g. ``http://127.0.0.1:8000/``; fails if the hub is down.
 - ``hub_api``: ``hub_api(user)`` gives a ``requests.Session`` authenticated as ``user``
   against ``{hub_url}hub/api``; every server it started is stopped after the test.
+- ``browser_login``: ``browser_login(user)`` gives a ``requests.Session`` logged in through
+  the hub's login form, with cookies, as a browser is.
 - ``wait_for``: ``wait_for(check, what, timeout=QUEUE_TIMEOUT)`` polls until ``check()`` is
   truthy and returns its value.
 
@@ -98,6 +100,21 @@ def hub_api(hub_url, demo_password):
         s.delete(f"{s.base}/users/{s.user}/server")
         _poll(lambda s=s: not s.get(f"{s.base}/users/{s.user}").json()["servers"],
               f"{s.user}'s server stopped", 60)
+
+
+@pytest.fixture
+def browser_login(hub_url, demo_password):
+    """``browser_login(user)``: a requests session logged in through the hub's form, as a
+    browser is (cookies, OAuth redirects)."""
+    def login(user: str) -> requests.Session:
+        s = requests.Session()
+        s.get(f"{hub_url}hub/login")
+        xsrf = next(c.value for c in s.cookies if c.name == "_xsrf")
+        r = s.post(f"{hub_url}hub/login", data={"username": user, "password": demo_password,
+                                                "_xsrf": xsrf})
+        assert r.ok and "jupyterhub-session-id" in {c.name for c in s.cookies}, r.text[:300]
+        return s
+    return login
 
 
 @pytest.hookimpl(hookwrapper=True)

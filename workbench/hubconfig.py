@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import services
-from .cluster.local import secret_file
-from .paths import FactoryHome
+from .paths import FactoryHome, secret_file
 from .people import People
 
 #: Scopes of the hub roles; the dashboards and pair-debugging issues build on these.

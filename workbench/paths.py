@@ -8,6 +8,7 @@ databases, fake GPU devices) lives under one directory, ``AIFACTORY_HOME``
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,11 @@ class FactoryHome:
         return self.root / "munge"
 
     @property
+    def site_file(self) -> Path:
+        """The site file (:mod:`workbench.sitefile`); without it the demo profile applies."""
+        return self.etc / "site.yaml"
+
+    @property
     def slurm_conf(self) -> Path:
         return self.etc / "slurm.conf"
 
@@ -89,3 +95,16 @@ class FactoryHome:
 
     def logfile(self, name: str) -> Path:
         return self.log / f"{name}.log"
+
+
+def secret_file(path: Path, make=lambda: secrets.token_urlsafe(24)) -> str:
+    """Read a root-only secret, creating it (mode 0600) on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,41 @@ def test_status_json(slurm):
     assert all(st["daemons"].values())
     mode = LocalCluster().home.demo_password_file.stat().st_mode
     assert mode & 0o077 == 0
+
+
+def test_no_process_has_the_database_password_in_its_argv(slurm):
+    """While slurmdbd's database user is (re)set up, a scanner reads every process's
+    /proc/PID/cmdline (readable by every user): it sees the MariaDB client run and never the
+    password, nor does any daemon of the running factory carry it."""
+    cluster = LocalCluster()
+    password = (cluster.home.secrets / "db_password").read_text().strip().encode()
+    seen: list[bytes] = []
+    done = threading.Event()
+
+    def scan():
+        while not done.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    text = cmdline.read_bytes().replace(b"\0", b" ")
+                except OSError:
+                    continue
+                if text.startswith(b"mariadb ") or password in text:
+                    seen.append(text)
+
+    scanner = threading.Thread(target=scan)
+    scanner.start()
+    try:
+        for _ in range(20):
+            cluster.grant_slurmdbd()
+    finally:
+        done.set()
+        scanner.join()
+    assert any(b"--socket=" in s for s in seen), "the scanner never saw the client run"
+    assert not [s for s in seen if password in s]
+    r = subprocess.run(["mysql", "-h127.0.0.1", f"-P{cluster.ports.mariadb}", "-uslurm",
+                        "slurm_acct_db", "-Ne", "SELECT 1"], input="", capture_output=True,
+                       text=True, env={**os.environ, "MYSQL_PWD": password.decode()})
+    assert r.stdout.strip() == "1", r.stderr  # the user still logs in with its password
 
 
 def test_up_again_changes_nothing_and_is_quick(slurm):

@@ -15,7 +15,7 @@ from traitlets.config import Config
 
 from spawners.slurm_gpu import SlurmGPUSpawner
 from tests.slurm_jobs import sbatch
-from workbench import hubconfig, services
+from workbench import daemons, hubconfig, services
 from workbench.cluster.local import LocalCluster
 from workbench.hub import LocalHub
 from workbench.slurm import queries
@@ -51,7 +51,7 @@ def block_a100(slurm, minutes=10):
 
 
 def restart_hub_hard(factory_home):
-    pid = int(factory_home.pidfile("jupyterhub-daemon").read_text())
+    pid = daemons.read_pid(factory_home.pidfile("jupyterhub-daemon"))
     os.kill(pid, 9)
     hub = LocalHub()
     deadline = time.monotonic() + 10
@@ -229,7 +229,7 @@ def deployed_idle_culler(factory_home):
     command line of the one ``workbench up`` runs."""
     site = hubconfig.Site.from_env()
     [service] = [s for s in site.services() if s.name == "idle-culler"]
-    pid = int(factory_home.pidfile("idle-culler").read_text())
+    pid = daemons.read_pid(factory_home.pidfile("idle-culler"))
     running = [a.decode() for a in
                Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
     # the same interpreter (python or python3 of the venv) with the same arguments

@@ -25,21 +25,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 SUPPORT, MANAGER = "support-dashboard", "manager-dashboard"
 
 
-@pytest.fixture
-def browser_login(hub_url, demo_password):
-    """``browser_login(user)``: a requests session logged in through the hub's form, as a
-    browser is (cookies, OAuth redirects)."""
-    def login(user: str) -> requests.Session:
-        s = requests.Session()
-        s.get(f"{hub_url}hub/login")
-        xsrf = next(c.value for c in s.cookies if c.name == "_xsrf")
-        r = s.post(f"{hub_url}hub/login", data={"username": user, "password": demo_password,
-                                                "_xsrf": xsrf})
-        assert r.ok and "jupyterhub-session-id" in {c.name for c in s.cookies}, r.text[:300]
-        return s
-    return login
-
-
 def _open(s: requests.Session, hub_url: str, service: str) -> requests.Response:
     return s.get(f"{hub_url}services/{service}/", timeout=120)
 

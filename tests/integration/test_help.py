@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -207,6 +208,29 @@ def _answer(api, url):
     except requests.ConnectionError:
         return None
     return r.json() if r.status_code == 200 else None
+
+
+def test_a_browsers_cookie_needs_the_xsrf_token_whatever_token_header_comes_with_it(
+        browser_login, hub_url):
+    """A cross-site form cannot use alice's cookie: with a bogus ``Authorization`` header
+    and no xsrf token the POST is refused, and nothing is asked; with the page's xsrf
+    token the same cookie is accepted (the body's error comes back, not a refusal)."""
+    s = browser_login("alice")
+    page = s.get(f"{hub_url}services/help/", timeout=60)  # OAuth: the service's cookie
+    assert page.status_code == 200, page.text[:300]
+    xsrf = re.search(r'data-xsrf="([^"]+)"', page.text).group(1)
+    before = s.get(f"{hub_url}services/help/api/requests").json()["requests"]
+    body = {"server": "", "message": "csrf?", "minutes": 5}
+    forged = s.post(f"{hub_url}services/help/api/requests", json=body,
+                    headers={"Authorization": "token not-a-token"})
+    assert forged.status_code == 403, forged.text
+    assert "xsrf" in forged.json()["message"]
+    bare = s.post(f"{hub_url}services/help/api/requests", json=body)
+    assert bare.status_code == 403
+    assert s.get(f"{hub_url}services/help/api/requests").json()["requests"] == before
+    accepted = s.post(f"{hub_url}services/help/api/requests", json={**body, "minutes": "x"},
+                      headers={"X-XSRFToken": xsrf})
+    assert accepted.status_code == 400, accepted.text  # alice's, refused for its minutes
 
 
 def test_no_role_but_admin_reaches_other_users_servers(hub_api, hub_url):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from workbench import daemons
 from workbench.hub import LocalHub
 from workbench.paths import FactoryHome
 from workbench.slurm import queries
@@ -89,7 +90,7 @@ def test_invalid_options_are_refused_with_400_and_no_job(case, slurm, hub_api, f
 
 def test_hub_that_died_is_restarted_by_up_and_keeps_state(slurm, hub_url):
     home = FactoryHome.from_env()
-    pid = int(home.pidfile("jupyterhub-daemon").read_text())
+    pid = daemons.read_pid(home.pidfile("jupyterhub-daemon"))
     subprocess.run(["kill", "-9", str(pid)], check=True)
     hub = LocalHub()
     deadline = time.monotonic() + 10

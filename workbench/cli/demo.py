@@ -12,9 +12,9 @@ from dataclasses import asdict
 
 from .. import daemons
 from ..allocations import AllocationError, apply, load
-from ..cluster.local import LocalCluster, secret_file
+from ..cluster.local import LocalCluster
 from ..hub import LocalHub
-from ..paths import FactoryHome
+from ..paths import FactoryHome, secret_file
 from ..people import People, ensure_unix_users
 from ..slurm import SlurmError, queries
 from .site import data_access, require_root
@@ -104,8 +104,9 @@ def status(port: int = 8000) -> dict:
         "demo_password": (home.demo_password_file.read_text().strip()
                           if home.demo_password_file.exists() else None),
         "demo_users": People.load().names,
-        "daemons": {name: bool(daemons.read_pid(pidfile))
-                    for name, pidfile in {**cluster.pidfiles(), **hub.pidfiles()}.items()},
+        "daemons": {**{name: bool(cluster.running(name)) for name in cluster.pidfiles()},
+                    **{name: bool(daemons.read_pid(pidfile))
+                       for name, pidfile in hub.pidfiles().items()}},
         "services": hub.service_status(),
         "nodes": [],
         "partitions": [],

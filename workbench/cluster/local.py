@@ -18,7 +18,7 @@ from pathlib import Path
 import jinja2
 
 from .. import daemons
-from ..paths import FactoryHome, data_file
+from ..paths import FactoryHome, data_file, secret_file
 from ..slurm import SlurmClient, SlurmError, queries
 from .shape import ClusterShape
 
@@ -38,17 +38,10 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def secret_file(path: Path, make=lambda: secrets.token_urlsafe(24)) -> str:
-    """Read a root-only secret, creating it (mode 0600) on first use."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    value = make()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
-    return value
+def _program(daemon: str) -> str:
+    """The process name of a daemon of :meth:`LocalCluster.pidfiles` (``slurmd-h100-1``:
+    ``slurmd``; ``mariadb``: ``mariadbd``)."""
+    return {"mariadb": "mariadbd"}.get(daemon, daemon.split("-")[0])
 
 
 @dataclass
@@ -121,7 +114,7 @@ class LocalCluster:
     def start_munge(self) -> None:
         m = self.home.munge
         pidfile = m / "munged.pid"
-        if daemons.read_pid(pidfile):
+        if self.running("munged"):
             return
         m.mkdir(exist_ok=True)
         key = m / "munge.key"
@@ -145,14 +138,26 @@ class LocalCluster:
         daemons.wait_until(lambda: (sock_dir / "munge.socket").exists(), "munged")
 
     def _mysql(self, sql: str) -> None:
+        """Run ``sql`` as MariaDB's root (socket authentication); the statements go on stdin,
+        never argv, since they may hold a password (argv is readable by every user)."""
         subprocess.run(
-            ["mariadb", f"--socket={self.home.run / 'mysqld.sock'}", "-uroot", "-e", sql],
-            check=True, capture_output=True, text=True,
+            ["mariadb", f"--socket={self.home.run / 'mysqld.sock'}", "-uroot"],
+            input=sql, check=True, capture_output=True, text=True,
+        )
+
+    def grant_slurmdbd(self) -> None:
+        """slurmdbd's database user (its password from the secrets), its database and grants;
+        safe to repeat."""
+        password = secret_file(self.home.secrets / "db_password")
+        self._mysql(
+            f"CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}';"
+            f"ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}';"
+            "CREATE DATABASE IF NOT EXISTS slurm_acct_db;"
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
         )
 
     def start_mariadb(self) -> None:
-        pidfile = self.home.run / "mysqld.pid"
-        if daemons.read_pid(pidfile) and _port_open(self.ports.mariadb):
+        if self.running("mariadb") and _port_open(self.ports.mariadb):
             return
         cnf = self.home.etc / "mariadb.cnf"
         datadir = self.home.root / "mysql"
@@ -171,16 +176,10 @@ class LocalCluster:
         daemons.spawn(["mariadbd", f"--defaults-file={cnf}"], self.home.logfile("mariadbd-stdout"),
                       self.home.pidfile("mariadbd-launcher"))
         daemons.wait_until(lambda: _port_open(self.ports.mariadb), "MariaDB", 60)
-        password = secret_file(self.home.secrets / "db_password")
-        self._mysql(
-            f"CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}';"
-            f"ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}';"
-            "CREATE DATABASE IF NOT EXISTS slurm_acct_db;"
-            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
-        )
+        self.grant_slurmdbd()
 
     def start_slurmdbd(self) -> None:
-        if daemons.read_pid(self.home.pidfile("slurmdbd")) and _port_open(self.ports.slurmdbd):
+        if self.running("slurmdbd") and _port_open(self.ports.slurmdbd):
             return
         subprocess.run(["slurmdbd", "-s"], check=True, env=self._env(),
                        cwd=self.home.root)
@@ -192,7 +191,7 @@ class LocalCluster:
 
     def start_slurmctld(self) -> bool:
         """Start the controller if it is not running; True if it was started now."""
-        started = not daemons.read_pid(self.home.pidfile("slurmctld"))
+        started = not self.running("slurmctld")
         if started:
             subprocess.run(["slurmctld", "-s"], check=True, env=self._env(), cwd=self.home.root)
         daemons.wait_until(self._controller_answers, "slurmctld", 60)
@@ -216,7 +215,7 @@ class LocalCluster:
 
     def start_slurmds(self) -> None:
         for node in self.shape.nodes:
-            if daemons.read_pid(self.home.run / f"slurmd-{node.name}.pid"):
+            if self.running(f"slurmd-{node.name}"):
                 continue
             subprocess.run(["slurmd", "-N", node.name], check=True, env=self._env(),
                            cwd=self.home.root)
@@ -242,8 +241,7 @@ class LocalCluster:
         self.start_munge()
         self.start_mariadb()
         self.start_slurmdbd()
-        nodes_down = not any(daemons.read_pid(self.home.run / f"slurmd-{n.name}.pid")
-                             for n in self.shape.nodes)
+        nodes_down = not any(self.running(f"slurmd-{n.name}") for n in self.shape.nodes)
         started = self.start_slurmctld()
         if not started and changed & {"slurm.conf", "gres.conf"}:
             # a running controller (and its slurmds) read the new config; jobs keep running
@@ -255,7 +253,7 @@ class LocalCluster:
         return cancelled
 
     def is_up(self) -> bool:
-        return all(daemons.read_pid(p) for p in self.pidfiles().values())
+        return all(self.running(name) for name in self.pidfiles())
 
     def pidfiles(self) -> dict[str, Path]:
         h = self.home
@@ -266,6 +264,11 @@ class LocalCluster:
         })
         return files
 
+    def running(self, name: str) -> int | None:
+        """The pid of daemon ``name`` (a key of :meth:`pidfiles`) if it runs; its pid file is
+        the daemon's own, so the process must also bear the daemon's name."""
+        return daemons.read_pid(self.pidfiles()[name], _program(name))
+
     def down(self) -> list[str]:
         """Stop every daemon this cluster started, by pid, in reverse order of start."""
         stopped = []
@@ -273,7 +276,7 @@ class LocalCluster:
         order += ["slurmctld", "slurmdbd", "mariadb", "munged"]
         files = self.pidfiles()
         for name in order:
-            if daemons.stop(name, files[name]):
+            if daemons.stop(name, files[name], program=_program(name)):
                 stopped.append(name)
         daemons.stop("mariadbd-launcher", self.home.pidfile("mariadbd-launcher"))
         return stopped
