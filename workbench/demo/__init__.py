@@ -1,0 +1,1 @@
+"""The demo profile's own parts."""
