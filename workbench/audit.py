@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,13 +28,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     func,
     insert,
     select,
 )
 from sqlalchemy.engine import Engine
+
+from . import db
 
 #: the environment variable that points every writer at one database
 URL_ENV = "WORKBENCH_AUDIT_URL"
@@ -56,10 +55,6 @@ _indexes = (Index("audit_action", audit_table.c.action),
             Index("audit_at", audit_table.c.at))
 _INSERT = insert(audit_table)
 
-_engines: dict[str, Engine] = {}
-_engines_lock = threading.Lock()
-
-
 @dataclass(frozen=True)
 class AuditRecord:
     at: str
@@ -74,35 +69,11 @@ def database_url(path: Path | str) -> str:
     env = os.environ.get(URL_ENV, "").strip()
     if env:
         return env
-    text = str(path)
-    if "://" in text:
-        return text
-    return f"sqlite:///{Path(text).resolve()}"
+    return db.url_of(path)
 
 
 def _engine(url: str) -> Engine:
-    with _engines_lock:
-        engine = _engines.get(url)
-        if engine is not None:
-            return engine
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 10})
-
-            @event.listens_for(engine, "connect")
-            def _wal(dbapi_conn, _record):
-                # readers never wait for a writer; a commit survives any writer's crash
-                # without an fsync each (a power cut may lose the last moments: where that
-                # matters, point WORKBENCH_AUDIT_URL at PostgreSQL)
-                dbapi_conn.execute("PRAGMA journal_mode=WAL")
-                dbapi_conn.execute("PRAGMA synchronous=NORMAL")
-        else:
-            engine = create_engine(url, pool_pre_ping=True)
-        _metadata.create_all(engine, checkfirst=True)
-        for index in _indexes:
-            index.create(engine, checkfirst=True)
-        _engines[url] = engine
-        return engine
+    return db.engine(url, _metadata, _indexes)
 
 
 def _iso(value: datetime | str | None) -> str | None:

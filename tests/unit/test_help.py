@@ -5,25 +5,37 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 from traitlets.config import Config
 
 from extensions.help.handlers import HelpClient
 from extensions.revocation.guard import RevocationGuard, TieredCache, cache_key
+from tests.pg import new_database, postgres_url  # noqa: F401
 from workbench import hubconfig, services
+from workbench.demo.people import People, Person
 from workbench.help import HelpError, HelpStore, State
 from workbench.help.jobinfo import output_tail
 from workbench.help.store import check_minutes, check_text, now
 from workbench.paths import FactoryHome
-from workbench.people import People, Person
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request, tmp_path):
+    """An empty database for the store: the demo's SQLite file, or a site's PostgreSQL."""
+    if request.param == "sqlite":
+        return tmp_path / "help.sqlite"
+    return new_database(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
-def store(tmp_path):
-    return HelpStore(tmp_path / "help.sqlite")
+def store(where):
+    return HelpStore(where)
 
 
 def add(store, owner="alice", server="", minutes=60):
@@ -70,14 +82,93 @@ def test_a_request_ends_once_and_is_joined_once(store):
     assert e.value.status == 404
 
 
-def test_the_time_box_survives_a_new_store_on_the_same_file(tmp_path):
-    path = tmp_path / "help.sqlite"
-    r = add(HelpStore(path))
-    HelpStore(path).set_expiry(r.id, 1)
-    later = HelpStore(path)  # a restarted service
+def test_the_time_box_survives_a_new_store_on_the_same_file(where):
+    r = add(HelpStore(where))
+    HelpStore(where).set_expiry(r.id, 1)
+    later = HelpStore(where)  # a restarted service
     assert [x.id for x in later.due(now() + timedelta(seconds=61))] == [r.id]
-    with sqlite3.connect(path) as conn:  # plain SQLite: readable by any tool
-        assert conn.execute("SELECT state FROM help_requests").fetchone() == ("open",)
+    if str(where).startswith("postgresql"):  # the site's database: readable by psql
+        u = make_url(str(where))
+        with psycopg.connect(host=u.query["host"], user=u.username, dbname=u.database) as conn:
+            assert conn.execute("SELECT state FROM help_requests").fetchone() == ("open",)
+    else:
+        with sqlite3.connect(where) as conn:  # plain SQLite: readable by any tool
+            assert conn.execute("SELECT state FROM help_requests").fetchone() == ("open",)
+
+
+#: the store's file as the version before SQLAlchemy made it (raw sqlite3)
+OLD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS help_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, server TEXT NOT NULL,
+    helper TEXT NOT NULL, message TEXT NOT NULL, notebook TEXT NOT NULL,
+    minutes INTEGER NOT NULL, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+    state TEXT NOT NULL, ended_at TEXT, ended_by TEXT, job TEXT NOT NULL, joined TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_open_per_server
+    ON help_requests (owner, server) WHERE state = 'open';
+"""
+
+
+def test_a_file_written_before_opens_and_reads_unchanged(tmp_path):
+    path = tmp_path / "help.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(OLD_SCHEMA)
+        conn.execute(
+            "INSERT INTO help_requests (owner, server, helper, message, notebook, minutes, "
+            "created_at, expires_at, state, ended_at, ended_by, job, joined) VALUES "
+            "('alice', '', 'group:support', 'it fails', 'train.ipynb', 60, "
+            "'2026-11-30T10:00:00+00:00', '2026-11-30T11:00:00+00:00', 'closed', "
+            "'2026-11-30T10:20:00+00:00', 'alice', '{\"job_id\": 7}', '[\"sam\"]'), "
+            "('bob', 'gpu', 'group:support', 'slow', '', 120, '2026-11-30T10:05:00+00:00', "
+            "'2099-01-01T00:00:00+00:00', 'open', NULL, NULL, '{}', '[]')")
+    conn.close()
+    store = HelpStore(path)
+    closed, open_ = store.get(1), store.get(2)
+    assert closed.to_json() == {
+        "id": 1, "owner": "alice", "server": "", "helper": {"kind": "group", "name": "support"},
+        "message": "it fails", "notebook": "train.ipynb", "minutes": 60,
+        "created_at": "2026-11-30T10:00:00+00:00", "expires_at": "2026-11-30T11:00:00+00:00",
+        "seconds_left": 0, "state": "closed", "ended_at": "2026-11-30T10:20:00+00:00",
+        "ended_by": "alice", "job": {"job_id": 7}, "joined": ["sam"]}
+    assert store.open_requests() == [open_] and open_.subject == "bob/gpu"
+    assert [r.id for r in store.joined_by("sam")] == [1]
+    with pytest.raises(HelpError) as e:  # the old file's index still holds
+        add(store, owner="bob", server="gpu")
+    assert e.value.status == 409
+    assert add(store).id == 3  # the numbering goes on
+    with sqlite3.connect(path) as conn:  # and the old code's readers still read it
+        assert conn.execute("SELECT count(*) FROM help_requests WHERE state = 'open'"
+                            ).fetchone() == (2,)
+    conn.close()
+
+
+def test_two_stores_joining_at_once_lose_nobody(where):
+    """Two services (processes) on one database: each join reads and rewrites the joined
+    list, so without a lock one would overwrite the other's."""
+    r = add(HelpStore(where))
+    people = [f"s{i}" for i in range(12)]
+    stores = [HelpStore(where), HelpStore(where)]
+    start = threading.Barrier(len(people))
+    errors = []
+
+    def join(i: int, who: str) -> None:
+        start.wait()
+        try:
+            stores[i % 2].add_joined(r.id, who)
+            if i % 3 == 0:
+                stores[(i + 1) % 2].remove_joined(r.id, who)
+        except Exception as e:  # noqa: BLE001 - reported below, with the others
+            errors.append(e)
+
+    threads = [threading.Thread(target=join, args=(i, w)) for i, w in enumerate(people)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    kept = {w for i, w in enumerate(people) if i % 3}
+    assert set(HelpStore(where).get(r.id).joined) == kept
+    assert len(HelpStore(where).get(r.id).joined) == len(kept)
 
 
 @pytest.mark.parametrize("value", [29, 481, 0, -5, "60", 60.5, True, None])

@@ -254,10 +254,12 @@ class DashboardSource:
         if importlib.util.find_spec("workbench.help") is None:
             return Part(message="Help requests appear here once pair-debugging "
                         "(workbench.help) is installed.")
+        from sqlalchemy.exc import SQLAlchemyError
+
         from workbench.help import HelpStore
         try:
             requests_ = HelpStore(self.settings.help_db).open_requests()
-        except (sqlite3.Error, OSError) as e:
+        except (SQLAlchemyError, OSError) as e:
             return Part(message=f"The help requests cannot be read: {e}")
         rows = [{"id": r.id, "user": r.owner, "session": r.server or "default",
                  "for": r.helper.partition(":")[2], "message": r.message[:200],

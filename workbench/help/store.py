@@ -1,9 +1,11 @@
-"""The help requests and their time boxes, durable in SQLite (``AIFACTORY_HOME/hub/help.sqlite``).
+"""The help requests and their time boxes, durable in a database: a SQLite file
+(``AIFACTORY_HOME/hub/help.sqlite``, the demo's) or a site's PostgreSQL, through
+:mod:`workbench.db` as the audit store is. The table is ``help_requests``.
 
 A request is *open* from the moment it is asked until it is closed (by its owner or support),
 expires (its ``expires_at`` passed) or is revoked (the shares went away on the hub, or the
 server stopped). Only open requests hold shares (one per support engineer who joined); at
-most one is open per server. The expiry
+most one is open per server (a unique index on the open ones). The expiry
 lives here, not in a process: a service that restarts finds what expired while it was down
 (:meth:`HelpStore.due`) and revokes it before it serves anything.
 """
@@ -11,37 +13,57 @@ lives here, not in a process: a service that restarts finds what expired while i
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from workbench import db
 
 #: how long support may have access, in minutes: the form's range and its default
 MIN_MINUTES, MAX_MINUTES, DEFAULT_MINUTES = 30, 480, 120
 #: the most characters of a message and of a notebook path
 MAX_MESSAGE, MAX_NOTEBOOK = 4000, 1024
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS help_requests (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    owner TEXT NOT NULL,
-    server TEXT NOT NULL,
-    helper TEXT NOT NULL,
-    message TEXT NOT NULL,
-    notebook TEXT NOT NULL,
-    minutes INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    expires_at TEXT NOT NULL,
-    state TEXT NOT NULL,
-    ended_at TEXT,
-    ended_by TEXT,
-    job TEXT NOT NULL,
-    joined TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS one_open_per_server
-    ON help_requests (owner, server) WHERE state = 'open';
-"""
+# The layout the store had as a plain SQLite file, so files written before stay readable:
+# times are ISO text (UTC), ``job`` a JSON object, ``joined`` a JSON list.
+_metadata = MetaData()
+_table = Table(
+    "help_requests", _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner", Text, nullable=False),
+    Column("server", Text, nullable=False),
+    Column("helper", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("notebook", Text, nullable=False),
+    Column("minutes", Integer, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("ended_at", Text),
+    Column("ended_by", Text),
+    Column("job", Text, nullable=False),
+    Column("joined", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+_t = _table.c
+_open = _t.state == "open"
+Index("one_open_per_server", _t.owner, _t.server, unique=True,
+      sqlite_where=_open, postgresql_where=_open)
 
 
 class State(StrEnum):
@@ -139,115 +161,120 @@ def check_text(name: str, value, limit: int) -> str:
 
 
 class HelpStore:
-    """The help requests in SQLite; every method opens its own short transaction."""
+    """The help requests in a database; every method runs its own short transaction.
 
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
+    ``path_or_url``: a SQLite file or a SQLAlchemy URL (:func:`workbench.db.url_of`).
+    """
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=10)
-        conn.executescript(_SCHEMA)
-        return conn
+    def __init__(self, path_or_url: Path | str):
+        self.path = path_or_url
+        self.url = db.url_of(path_or_url)
+
+    @property
+    def engine(self) -> Engine:
+        return db.engine(self.url, _metadata)
 
     @staticmethod
     def _row(r) -> HelpRequest:
         return HelpRequest(
-            id=r[0], owner=r[1], server=r[2], helper=r[3], message=r[4], notebook=r[5],
-            minutes=r[6], created_at=datetime.fromisoformat(r[7]),
-            expires_at=datetime.fromisoformat(r[8]), state=State(r[9]),
-            ended_at=datetime.fromisoformat(r[10]) if r[10] else None, ended_by=r[11],
-            job=json.loads(r[12]), joined=tuple(json.loads(r[13])))
+            id=r.id, owner=r.owner, server=r.server, helper=r.helper, message=r.message,
+            notebook=r.notebook, minutes=r.minutes,
+            created_at=datetime.fromisoformat(r.created_at),
+            expires_at=datetime.fromisoformat(r.expires_at), state=State(r.state),
+            ended_at=datetime.fromisoformat(r.ended_at) if r.ended_at else None,
+            ended_by=r.ended_by, job=json.loads(r.job), joined=tuple(json.loads(r.joined)))
 
-    def _select(self, where: str = "", args: tuple = ()) -> list[HelpRequest]:
-        with self._connect() as conn:
-            rows = conn.execute(f"SELECT * FROM help_requests {where} ORDER BY id", args)
-            return [self._row(r) for r in rows.fetchall()]
+    def _select(self, *where) -> list[HelpRequest]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_table).where(*where).order_by(_t.id)).all()
+        return [self._row(r) for r in rows]
 
     def get(self, request_id: int) -> HelpRequest:
-        found = self._select("WHERE id = ?", (request_id,))
+        found = self._select(_t.id == request_id)
         if not found:
             raise HelpError(404, f"no help request {request_id}")
         return found[0]
 
     def open_for(self, owner: str, server: str = "") -> HelpRequest | None:
-        found = self._select("WHERE owner = ? AND server = ? AND state = 'open'", (owner, server))
+        found = self._select(_t.owner == owner, _t.server == server, _open)
         return found[0] if found else None
 
     def of_owner(self, owner: str, limit: int = 20) -> list[HelpRequest]:
-        return self._select("WHERE owner = ?", (owner,))[-limit:]
+        return self._select(_t.owner == owner)[-limit:]
 
     def joined_by(self, who: str, limit: int = 20) -> list[HelpRequest]:
         """The latest requests ``who`` joined."""
         pattern = "%" + json.dumps(who) + "%"
-        return [r for r in self._select("WHERE joined LIKE ?", (pattern,))
+        return [r for r in self._select(_t.joined.like(pattern))
                 if who in r.joined][-limit:]
 
     def open_requests(self) -> list[HelpRequest]:
-        return self._select("WHERE state = 'open'")
+        return self._select(_open)
 
     def due(self, at: datetime | None = None) -> list[HelpRequest]:
         """Open requests whose time is up."""
-        return self._select("WHERE state = 'open' AND expires_at <= ?", (_iso(at or now()),))
+        return self._select(_open, _t.expires_at <= _iso(at or now()))
 
     def add(self, owner: str, server: str, helper: str, message: str, notebook: str,
             minutes: int, job: dict) -> HelpRequest:
         """A new open request; a 409 if the server has one open already."""
         created = now()
         try:
-            with self._connect() as conn:
-                cur = conn.execute(
-                    "INSERT INTO help_requests (owner, server, helper, message, notebook, "
-                    "minutes, created_at, expires_at, state, job, joined) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, '[]')",
-                    (owner, server, helper, message, notebook, minutes, _iso(created),
-                     _iso(created + timedelta(minutes=minutes)), json.dumps(job)))
-                request_id = cur.lastrowid
-        except sqlite3.IntegrityError as e:
+            with self.engine.begin() as conn:
+                result = conn.execute(insert(_table).values(
+                    owner=owner, server=server, helper=helper, message=message,
+                    notebook=notebook, minutes=minutes, created_at=_iso(created),
+                    expires_at=_iso(created + timedelta(minutes=minutes)),
+                    state=State.OPEN.value, job=json.dumps(job), joined="[]"))
+                request_id = result.inserted_primary_key[0]
+        except IntegrityError as e:
             raise HelpError(409, f"{owner}/{server} has an open help request already: "
                                  "stop sharing it first") from e
         return self.get(request_id)
 
     def set_expiry(self, request_id: int, minutes_from_now: int) -> HelpRequest:
-        with self._connect() as conn:
-            conn.execute("UPDATE help_requests SET expires_at = ? WHERE id = ? AND state = 'open'",
-                         (_iso(now() + timedelta(minutes=minutes_from_now)), request_id))
+        with self.engine.begin() as conn:
+            conn.execute(update(_table).where(_t.id == request_id, _open).values(
+                expires_at=_iso(now() + timedelta(minutes=minutes_from_now))))
         return self.get(request_id)
+
+    @staticmethod
+    def _locked(conn: Connection, request_id: int):
+        """The row's ``joined`` and ``state``, no other writer changing them until ``conn``'s
+        transaction ends (None: no such request)."""
+        if conn.dialect.name == "sqlite":
+            # no row locks: a first write takes the database's one write lock (another
+            # writer waits for it), so the read below sees the latest joined list
+            conn.execute(update(_table).where(_t.id == request_id).values(joined=_t.joined))
+        return conn.execute(select(_t.joined, _t.state).where(_t.id == request_id)
+                            .with_for_update()).first()
 
     def add_joined(self, request_id: int, who: str) -> HelpRequest:
         """Record that ``who`` joined; a 409 if they had already."""
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT joined, state FROM help_requests WHERE id = ?",
-                               (request_id,)).fetchone()
+        with self.engine.begin() as conn:
+            row = self._locked(conn, request_id)
             if row is None:
                 raise HelpError(404, f"no help request {request_id}")
-            joined = json.loads(row[0])
-            if row[1] != "open":
-                raise HelpError(409, f"help request {request_id} is {row[1]}")
+            joined = json.loads(row.joined)
+            if row.state != State.OPEN.value:
+                raise HelpError(409, f"help request {request_id} is {row.state}")
             if who in joined:
                 raise HelpError(409, f"{who} joined help request {request_id} already")
-            conn.execute("UPDATE help_requests SET joined = ? WHERE id = ?",
-                         (json.dumps([*joined, who]), request_id))
+            conn.execute(update(_table).where(_t.id == request_id).values(
+                joined=json.dumps([*joined, who])))
         return self.get(request_id)
 
     def remove_joined(self, request_id: int, who: str) -> None:
         """Undo :meth:`add_joined` (the hub refused the share)."""
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT joined FROM help_requests WHERE id = ?",
-                               (request_id,)).fetchone()
+        with self.engine.begin() as conn:
+            row = self._locked(conn, request_id)
             if row:
-                conn.execute("UPDATE help_requests SET joined = ? WHERE id = ?",
-                             (json.dumps([w for w in json.loads(row[0]) if w != who]),
-                              request_id))
+                conn.execute(update(_table).where(_t.id == request_id).values(
+                    joined=json.dumps([w for w in json.loads(row.joined) if w != who])))
 
     def end(self, request_id: int, state: State, by: str) -> HelpRequest | None:
         """Mark an open request ended; None if it was not open (someone else ended it)."""
-        with self._connect() as conn:
-            cur = conn.execute(
-                "UPDATE help_requests SET state = ?, ended_at = ?, ended_by = ? "
-                "WHERE id = ? AND state = 'open'",
-                (state.value, _iso(now()), by, request_id))
-            changed = cur.rowcount
+        with self.engine.begin() as conn:
+            changed = conn.execute(update(_table).where(_t.id == request_id, _open).values(
+                state=state.value, ended_at=_iso(now()), ended_by=by)).rowcount
         return self.get(request_id) if changed else None
