@@ -277,7 +277,7 @@ def main() -> int:
 
     sys.path.insert(0, str(ROOT))
     from tests.scaling_session import open_session
-    from workbench.hub import LocalHub
+    from workbench.demo.hub import LocalHub
     from workbench.paths import FactoryHome
     from workbench.slurm import SlurmClient
 

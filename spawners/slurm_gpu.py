@@ -97,13 +97,14 @@ class SlurmGPUSpawner(ClusterOptionsMixin, SessionFeedbackMixin, SessionStateMix
     ).tag(config=True)
 
     audit_db = Unicode(
-        help="SQLite file of the audit log. Default: AIFACTORY_HOME/hub/audit.sqlite. "
+        help="The audit store: a SQLite file or a SQLAlchemy URL. Default: the site's "
+        "database ($WORKBENCH_DATABASE_URL), else AIFACTORY_HOME/hub/audit.sqlite. "
         "Example: '/var/lib/aifactory/hub/audit.sqlite'.",
     ).tag(config=True)
 
     @default("audit_db")
     def _default_audit_db(self):
-        return str(FactoryHome.from_env().audit_db)
+        return FactoryHome.from_env().audit_db
 
     # -- inherited defaults ----------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import time
 import pytest
 import requests
 
-from workbench.hub import LocalHub
+from workbench.demo.hub import LocalHub
 from workbench.paths import FactoryHome
 from workbench.slurm import SlurmClient, SlurmError, queries
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import services
-from .paths import FactoryHome, secret_file
-from .people import People
+from . import services, sitefile
+from .paths import DATABASE_ENV, FactoryHome, secret_file
+from .sitefile import Auth
+
+if TYPE_CHECKING:
+    from .demo.people import People
 
 #: Scopes of the hub roles; the dashboards and pair-debugging issues build on these.
 SUPPORT_SCOPES = ["list:users", "read:users", "read:servers", "admin-ui"]
@@ -24,15 +28,18 @@ USER_SCOPES = ["self", "shares!user", "read:users:name"]
 
 @dataclass
 class Site:
-    """Where the hub lives and which Slurm cluster it fronts.
+    """Where the hub lives, how users log in, and which Slurm cluster it fronts.
 
-    Environment variables (all optional): ``AIFACTORY_HOME`` (state directory),
-    ``SLURM_CONF`` (the cluster's slurm.conf; default: the local cluster's),
-    ``WORKBENCH_PUBLIC_URL`` (what users open, default ``http://:8000``),
-    ``WORKBENCH_HUB_IP`` (address the hub API listens on, reachable from compute nodes;
-    default 127.0.0.1), ``WORKBENCH_PROXY_API_PORT`` (default 8001),
-    ``WORKBENCH_CULL_TIMEOUT`` (seconds idle before a server is culled and its job
-    cancelled, default 3600).
+    Two profiles. **site**: ``AIFACTORY_HOME/etc/site.yaml`` exists and says it all
+    (:mod:`workbench.sitefile`): login (OIDC or PAM), database, Slurm, public URL, staff
+    groups; nobody is an admin unless the file names them. **demo** (no site file): PAM for
+    the demo people of ``cluster/demo-users.yaml``, SQLite under ``AIFACTORY_HOME``, the local
+    cluster; these environment variables may change it: ``AIFACTORY_HOME`` (state
+    directory), ``SLURM_CONF`` (default: the local cluster's), ``WORKBENCH_PUBLIC_URL`` (what
+    users open, default ``http://:8000``), ``WORKBENCH_HUB_IP`` (address the hub API listens
+    on, reachable from compute nodes; default 127.0.0.1), ``WORKBENCH_PROXY_API_PORT``
+    (default 8001), ``WORKBENCH_CULL_TIMEOUT`` (seconds idle before a server is culled and
+    its job cancelled, default 3600).
     """
 
     home: FactoryHome = field(default_factory=FactoryHome.from_env)
@@ -41,14 +48,23 @@ class Site:
     hub_ip: str = "127.0.0.1"
     hub_port: int = 8081
     proxy_api_port: int = 8001
-    people: People = field(default_factory=People)
+    people: People | None = None  # the demo's people (workbench.demo.people); a site: None
     reconcile_interval: int = 300
     cull_timeout: int = 3600
     cull_every: int = 300
+    profile: str = "demo"
+    auth: Auth = field(default_factory=Auth)
+    admins: tuple[str, ...] = ()
+    database: str = ""  # an SQLAlchemy URL for hub, audit and help; "": SQLite files
 
     @classmethod
     def from_env(cls) -> Site:
+        """The site file's profile when ``AIFACTORY_HOME/etc/site.yaml`` exists (raising
+        :class:`~workbench.sitefile.SiteError` while it is wrong), else the demo's."""
         home = FactoryHome.from_env()
+        if home.site_file.exists():
+            return cls.from_file(sitefile.load(home.site_file), home)
+        from .demo.people import People  # the demo's own: a site never imports it
         return cls(
             home=home,
             slurm_conf=os.environ.get("SLURM_CONF", str(home.slurm_conf)),
@@ -58,6 +74,25 @@ class Site:
             people=People.load(),
             cull_timeout=int(os.environ.get("WORKBENCH_CULL_TIMEOUT", "3600")),
         )
+
+    @classmethod
+    def from_file(cls, f: sitefile.SiteFile, home: FactoryHome | None = None) -> Site:
+        return cls(home=home or FactoryHome.from_env(), slurm_conf=f.slurm_conf,
+                   bind_url=f.public_url, hub_ip=f.hub_ip, profile="site", auth=f.auth,
+                   admins=f.admins, database=f.database)
+
+    @property
+    def audit_url(self) -> str:
+        """The audit store: the site's database, or the SQLite file under the home."""
+        return self.database or str(self.home.hub / "audit.sqlite")
+
+    def process_env(self) -> dict[str, str]:
+        """What the hub and every service it fronts get from the site: the home, Slurm, and
+        the site's database for the audit store and the help requests."""
+        env = {"AIFACTORY_HOME": str(self.home.root), "SLURM_CONF": self.slurm_conf}
+        if self.database:
+            env[DATABASE_ENV] = self.database
+        return env
 
     @property
     def proxy_token(self) -> str:
@@ -82,7 +117,7 @@ def update_hub(c, site: Site) -> None:
     c.JupyterHub.bind_url = site.bind_url
     c.JupyterHub.hub_ip = site.hub_ip
     c.JupyterHub.hub_port = site.hub_port
-    c.JupyterHub.db_url = f"sqlite:///{hub / 'jupyterhub.sqlite'}"
+    c.JupyterHub.db_url = site.database or f"sqlite:///{hub / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(hub / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(site.home.run / "jupyterhub.pid")
     # An HPC hub must not cancel everyone's jobs when it stops; it re-adopts them on start.
@@ -97,12 +132,23 @@ def update_proxy(c, site: Site) -> None:
 
 
 def update_auth(c, site: Site) -> None:
-    """PAM logins for the listed people only; admins and role groups from the people file."""
-    c.JupyterHub.authenticator_class = "pam"
-    c.Authenticator.allowed_users = set(site.people.names)
-    c.Authenticator.admin_users = set(site.people.admins)
-    groups = site.people.groups()
-    c.JupyterHub.load_groups = {g: {"users": users} for g, users in groups.items()}
+    """Who logs in and how: the demo's people by PAM, or the site file's login (OIDC through
+    oauthenticator, or PAM) with who may log in decided at each login; the roles of the
+    staff groups either way."""
+    if site.profile == "demo":
+        c.JupyterHub.authenticator_class = "workbench-demo"
+        c.Authenticator.allowed_users = set(site.people.names)
+        c.Authenticator.admin_users = set(site.people.admins)
+        groups = site.people.groups()
+        c.JupyterHub.load_groups = {g: {"users": users} for g, users in groups.items()}
+    else:
+        from spawners import login  # the hub side: only where a hub is configured
+        login.configure(c, site)
+    # a person removed from the people file or the site's projects is not let in again
+    # because the hub's database still knows them, and their tokens stop working within
+    # auth_refresh_age (the authenticator's refresh_user says no; strict: API tokens too)
+    c.Authenticator.allow_existing_users = False
+    c.Authenticator.auth_refresh_strict = True
     c.JupyterHub.load_roles = [
         {"name": "support", "description": "Support engineers: see users, sessions, queue",
          "scopes": SUPPORT_SCOPES, "groups": ["support"]},
@@ -130,7 +176,7 @@ def update_spawner(c, site: Site) -> None:
     c.JupyterHub.template_paths = [str(Path(walltime.__file__).parent / "templates" / "hub")]
     c.JupyterHub.extra_handlers = [(walltime.ROUTE, walltime.WalltimeHandler)]
     c.SlurmGPUSpawner.slurm_conf = site.slurm_conf
-    c.SlurmGPUSpawner.audit_db = str(site.home.audit_db)
+    c.SlurmGPUSpawner.audit_db = site.audit_url
     # sessions call the user-facing services (catalogue, help) with their own token
     c.SlurmGPUSpawner.user_services = services.user_service_urls(site)
     c.Spawner.env_keep = ["LANG", "LC_ALL"]

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = "/var/lib/aifactory"
+#: the site's database (hub, audit, help), given to the hub and its services from the site
+#: file's ``database`` (:meth:`workbench.hubconfig.Site.process_env`)
+DATABASE_ENV = "WORKBENCH_DATABASE_URL"
 
 #: the source tree's data files (cluster templates, demo files, hub config), shipped in the wheel
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -86,9 +89,19 @@ class FactoryHome:
     def demo_password_file(self) -> Path:
         return self.secrets / "demo_password"
 
+    def database(self, name: str) -> str:
+        """Where the workbench's store ``name`` (``audit``, ``help``) lives: the site's
+        database (``$WORKBENCH_DATABASE_URL``) or, in the demo, the SQLite file
+        ``hub/NAME.sqlite``."""
+        return os.environ.get(DATABASE_ENV, "").strip() or str(self.hub / f"{name}.sqlite")
+
     @property
-    def audit_db(self) -> Path:
-        return self.hub / "audit.sqlite"
+    def audit_db(self) -> str:
+        return self.database("audit")
+
+    @property
+    def help_db(self) -> str:
+        return self.database("help")
 
     def pidfile(self, name: str) -> Path:
         return self.run / f"{name}.pid"

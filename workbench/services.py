@@ -155,9 +155,10 @@ def user_service_scopes(site) -> list[str]:
 
 
 def process_env(s: HubService, site, base_env: dict[str, str]) -> dict[str, str]:
-    """The environment a service runs with: the hub's API, its token, and for a service
-    with a URL what ``HubOAuth`` needs (client id, prefix, callback, access scope)."""
-    env = {**base_env, **s.environment,
+    """The environment a service runs with: the site's (home, Slurm, database), the hub's
+    API, its token, and for a service with a URL what ``HubOAuth`` needs (client id, prefix,
+    callback, access scope)."""
+    env = {**base_env, **site.process_env(), **s.environment,
            "JUPYTERHUB_SERVICE_NAME": s.name,
            "JUPYTERHUB_API_URL": site.hub_api_url,
            "JUPYTERHUB_API_TOKEN": site.service_token(s.name),

@@ -218,13 +218,14 @@ class CatalogueService(Application):
 
     audit_db = Unicode(
         help="""The one audit store (workbench.audit): a SQLite file or a SQLAlchemy URL
-        ($WORKBENCH_AUDIT_URL wins). Default: $AIFACTORY_HOME/hub/audit.sqlite.
+        ($WORKBENCH_AUDIT_URL wins). Default: the site's database ($WORKBENCH_DATABASE_URL),
+        else $AIFACTORY_HOME/hub/audit.sqlite.
         Example: 'postgresql+psycopg://audit@db/workbench'.""",
     ).tag(config=True)
 
     @default("audit_db")
     def _default_audit_db(self):
-        return str(FactoryHome.from_env().audit_db)
+        return FactoryHome.from_env().audit_db
 
     slurm_conf = Unicode(
         help="The cluster's slurm.conf. Default: $SLURM_CONF. Example: '/etc/slurm/slurm.conf'.",

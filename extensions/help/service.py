@@ -120,21 +120,23 @@ class HelpService(Application):
 
     db = Unicode(
         help="""The help requests' SQLite file: where their expiry survives restarts.
-        Default: $AIFACTORY_HOME/hub/help.sqlite. Example: '/var/lib/aifactory/hub/help.sqlite'.""",
+        Default: the site's database ($WORKBENCH_DATABASE_URL), else
+        $AIFACTORY_HOME/hub/help.sqlite. Example: '/var/lib/aifactory/hub/help.sqlite'.""",
     ).tag(config=True)
 
     @default("db")
     def _default_db(self):
-        return str(FactoryHome.from_env().hub / "help.sqlite")
+        return FactoryHome.from_env().help_db
 
     audit_db = Unicode(
-        help="""The one audit store (workbench.audit). Default: $AIFACTORY_HOME/hub/audit.sqlite.
+        help="""The one audit store (workbench.audit). Default: the site's database
+        ($WORKBENCH_DATABASE_URL), else $AIFACTORY_HOME/hub/audit.sqlite.
         Example: '/var/lib/aifactory/hub/audit.sqlite'.""",
     ).tag(config=True)
 
     @default("audit_db")
     def _default_audit_db(self):
-        return str(FactoryHome.from_env().audit_db)
+        return FactoryHome.from_env().audit_db
 
     tick = Float(
         1.0, min=0.2, max=60,

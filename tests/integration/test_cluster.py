@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.slurm_jobs import sbatch
-from workbench.cluster.local import LocalCluster
+from workbench.demo.cluster.local import LocalCluster
 from workbench.resources import ClusterView
 from workbench.slurm import JobState, Query, SlurmClient, SlurmError, queries
 from workbench.slurm.snapshot import PartitionSnapshot

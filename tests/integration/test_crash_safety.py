@@ -16,8 +16,8 @@ from traitlets.config import Config
 from spawners.slurm_gpu import SlurmGPUSpawner
 from tests.slurm_jobs import sbatch
 from workbench import daemons, hubconfig, services
-from workbench.cluster.local import LocalCluster
-from workbench.hub import LocalHub
+from workbench.demo.cluster.local import LocalCluster
+from workbench.demo.hub import LocalHub
 from workbench.slurm import queries
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]

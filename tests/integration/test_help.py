@@ -11,7 +11,7 @@ import requests
 
 from workbench import daemons
 from workbench.audit import AuditLog
-from workbench.hub import LocalHub
+from workbench.demo.hub import LocalHub
 from workbench.slurm import queries
 from workbench.tags import parse_job_tag
 

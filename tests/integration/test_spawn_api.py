@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from workbench import daemons
-from workbench.hub import LocalHub
+from workbench.demo.hub import LocalHub
 from workbench.paths import FactoryHome
 from workbench.slurm import queries
 

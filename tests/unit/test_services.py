@@ -6,8 +6,8 @@ import json
 from traitlets.config import Config
 
 from workbench import hubconfig, services
+from workbench.demo.people import People, Person
 from workbench.paths import FactoryHome
-from workbench.people import People, Person
 
 
 def site(tmp_path, hub_ip="10.0.0.5"):

@@ -12,8 +12,8 @@ from spawners.jobscript import render_job_script
 from spawners.slurm_gpu import SlurmGPUSpawner
 from workbench import hubconfig
 from workbench.audit import AuditLog
+from workbench.demo.people import People, Person
 from workbench.paths import FactoryHome
-from workbench.people import People, Person
 from workbench.resources import defaults, validate_request
 from workbench.slurm import Job, JobState, SlurmUnavailable
 from workbench.waits import describe_pending

@@ -1,6 +1,7 @@
 """The local AI Factory's lifecycle: ``workbench up``, ``down``, ``restart`` and ``status``
 of the demo's cluster, accounts, hub and services, and its demo password (usage: the
-docstring of :mod:`workbench.cli`)."""
+docstring of :mod:`workbench.cli`). The demo's parts (:mod:`workbench.demo`) are imported in
+the commands, so the site's commands never load them."""
 
 from __future__ import annotations
 
@@ -12,10 +13,7 @@ from dataclasses import asdict
 
 from .. import daemons
 from ..allocations import AllocationError, apply, load
-from ..cluster.local import LocalCluster
-from ..hub import LocalHub
 from ..paths import FactoryHome, secret_file
-from ..people import People, ensure_unix_users
 from ..slurm import SlurmError, queries
 from .site import data_access, require_root
 
@@ -24,9 +22,29 @@ def _demo_password(home: FactoryHome) -> str:
     return secret_file(home.demo_password_file, lambda: "factory-" + secrets.token_hex(4))
 
 
+def current_profile(home: FactoryHome) -> str | None:
+    """``demo`` or ``site-demo`` (the local factory's profiles), or None when the site file
+    is an operator's own (then this is no local factory to start)."""
+    from ..demo.sitedemo import is_site_demo
+    if not home.site_file.exists():
+        return "demo"
+    return "site-demo" if is_site_demo(home.site_file) else None
+
+
 def cmd_up(args) -> int:
+    from ..demo.cluster.local import LocalCluster
+    from ..demo.hub import LocalHub
+    from ..demo.people import People, ensure_unix_users
+    from ..demo.sitedemo import SiteDemo
     require_root()
     cluster = LocalCluster()
+    was = current_profile(cluster.home)
+    if was is None:
+        print(f"workbench: {cluster.home.site_file} is a site's own site file: `workbench up` "
+              "starts the local factory only (demo or site-demo profile); nothing was "
+              "started", file=sys.stderr)
+        return 2
+    profile = args.profile or was
     print("Starting the Slurm cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd x"
           f"{len(cluster.shape.nodes)})...", flush=True)
     cancelled = cluster.up()
@@ -47,13 +65,29 @@ def cmd_up(args) -> int:
         print(f"  {change}")
     _demo_datasets()
     data_access(allocs, dry_run=False)
+    if profile != was:
+        # the hub's database changes with the profile: the other profile's hub goes
+        stopped = LocalHub(public_port=args.port).down()
+        print(f"Switching from the {was} profile to {profile}"
+              + (f": stopped {', '.join(stopped)}" if stopped else ""))
+    site_demo = SiteDemo(public_url=f"http://127.0.0.1:{args.port}/")
+    if profile == "site-demo":
+        print("Starting PostgreSQL and the OpenID provider (site-demo profile)...", flush=True)
+        site_demo.up(people, password)
+    elif was == "site-demo":
+        site_demo.down()
+        cluster.home.site_file.unlink()
     hub = LocalHub(public_port=args.port)
     if not args.no_hub:
         print("Starting configurable-http-proxy and JupyterHub...", flush=True)
         hub.up()
     print()
-    print(f"The local AI Factory is up: {hub.url}")
-    print(f"Demo logins (password {password}):")
+    print(f"The local AI Factory is up ({profile} profile): {hub.url}")
+    if profile == "site-demo":
+        print(f"Log in through the OpenID provider at {site_demo.provider.issuer} "
+              f"(password {password}); {cluster.home.site_file} says how the hub runs:")
+    else:
+        print(f"Demo logins (password {password}):")
     for p in people.people:
         projects = ", ".join(allocs.projects_of(p.name)) or "no project"
         print(f"  {p.name:8} {p.description} [{projects}]")
@@ -77,6 +111,8 @@ def _demo_datasets() -> None:
 
 
 def cmd_down(args) -> int:
+    from ..demo.cluster.local import LocalCluster
+    from ..demo.hub import LocalHub
     require_root()
     cluster = LocalCluster()
     if cluster.home.slurm_conf.exists() and cluster.is_up():
@@ -87,23 +123,35 @@ def cmd_down(args) -> int:
                     cluster.slurm.run(queries.cancel(job.job_id))
         except SlurmError as e:
             print(f"workbench: could not cancel jobs: {e}", file=sys.stderr)
-    stopped = LocalHub(public_port=args.port).down() + cluster.down()
+    from ..demo.sitedemo import SiteDemo
+    stopped = LocalHub(public_port=args.port).down() + SiteDemo().down() + cluster.down()
     print("Stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0
 
 
 def status(port: int = 8000) -> dict:
+    from ..allocations.loader import default_path as allocations_file
+    from ..catalogue.model import default_path as catalogue_file
+    from ..demo.cluster.local import LocalCluster
+    from ..demo.hub import LocalHub
+    from ..demo.people import People
     cluster = LocalCluster()
     hub = LocalHub(public_port=port)
     home = cluster.home
+    profile = current_profile(home)
     out = {
+        "profile": profile or "site",
         "hub_url": hub.url,
         "hub_running": hub.is_up(),
-        "slurm_conf": str(home.slurm_conf),
+        "slurm_conf": hub.site.slurm_conf,
         "aifactory_home": str(home.root),
+        # the files in force: what an operator edits
+        "files": {"site": str(home.site_file) if home.site_file.exists() else None,
+                  "allocations": str(allocations_file()), "catalogue": str(catalogue_file())},
+        # the local factory's own logins: never at a site
         "demo_password": (home.demo_password_file.read_text().strip()
-                          if home.demo_password_file.exists() else None),
-        "demo_users": People.load().names,
+                          if profile and home.demo_password_file.exists() else None),
+        "demo_users": People.load().names if profile else [],
         "daemons": {**{name: bool(cluster.running(name)) for name in cluster.pidfiles()},
                     **{name: bool(daemons.read_pid(pidfile))
                        for name, pidfile in hub.pidfiles().items()}},
@@ -128,9 +176,12 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps(st, indent=2))
         return 0
-    print(f"Hub:        {st['hub_url']} ({'running' if st['hub_running'] else 'not running'})")
+    print(f"Hub:        {st['hub_url']} ({'running' if st['hub_running'] else 'not running'}, "
+          f"{st['profile']} profile)")
     print(f"slurm.conf: {st['slurm_conf']}")
-    if os.geteuid() == 0:
+    for what, path in st["files"].items():
+        print(f"{what + ':':12}{path or '(none: the demo profile)'}")
+    if os.geteuid() == 0 and st["demo_users"]:
         print(f"Demo users: {', '.join(st['demo_users'])} (password {st['demo_password']})")
     for svc in st["services"]:
         where = f" at {svc['url']}" if svc["url"] else ""
@@ -147,6 +198,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_restart(args) -> int:
+    from ..demo.hub import LocalHub
     require_root()
     hub = LocalHub(public_port=args.port)
     if args.services:
@@ -172,6 +224,10 @@ def add_commands(sub) -> None:
     up = sub.add_parser("up", help="start whatever part of the local AI Factory is not "
                         "running; print the URL and demo logins")
     up.add_argument("--no-hub", action="store_true", help="start the cluster only")
+    up.add_argument("--profile", choices=("demo", "site-demo"),
+                    help="demo: PAM logins of the demo people, SQLite; site-demo: the site "
+                    "profile on this machine (Debian's PostgreSQL, a real OpenID provider, a "
+                    "site file). Default: the profile running now (demo the first time)")
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="cancel jobs and stop every daemon `up` started").set_defaults(
         func=cmd_down)

@@ -14,7 +14,6 @@ from pathlib import Path
 from ..allocations import AllocationError, Allocations, apply_plan, load, plan, report
 from ..allocations.show import format_report
 from ..audit import AuditLog
-from ..cluster.local import LocalCluster
 from ..hubapi import HubClient, TLSFiles
 from ..paths import FactoryHome
 from ..reconcile import reconcile_once, run_forever
@@ -47,22 +46,33 @@ def _load_allocations(args, slurm: SlurmClient) -> Allocations:
     return load(path, nodes=slurm.run(queries.nodes()))
 
 
+def _site():
+    from ..hubconfig import Site  # the hub's composition: read when a command needs it
+    return Site.from_env()
+
+
+def site_slurm() -> SlurmClient:
+    """The Slurm the hub fronts: the site file's ``slurm_conf`` (the demo's: the local
+    cluster's), ``$SLURM_CONF`` first when set."""
+    return SlurmClient(slurm_conf=os.environ.get("SLURM_CONF") or _site().slurm_conf)
+
+
 def cmd_allocations_apply(args) -> int:
     require_root()
-    cluster = LocalCluster()
+    slurm = site_slurm()
     try:
-        allocs = _load_allocations(args, cluster.slurm)
+        allocs = _load_allocations(args, slurm)
     except AllocationError as e:
         print(f"workbench: {e}\nNothing was changed.", file=sys.stderr)
         return 2
-    changes = plan(allocs, cluster.slurm, args.cluster or cluster.shape.cluster_name)
+    changes = plan(allocs, slurm, args.cluster or slurm.run(queries.cluster_name()))
     data_access(allocs, args.dry_run)  # the datasets' groups and ACLs follow the members
     if not changes:
         print(f"{allocs.path}: Slurm already matches; nothing to change.")
         return 0
     verb = "Would change" if args.dry_run else "Changed"
     if not args.dry_run:
-        apply_plan(changes, cluster.slurm)
+        apply_plan(changes, slurm)
     print(f"{verb} ({allocs.path}):")
     for change in changes:
         print(f"  {change.summary}")
@@ -70,13 +80,13 @@ def cmd_allocations_apply(args) -> int:
 
 
 def cmd_allocations_show(args) -> int:
-    cluster = LocalCluster()
+    slurm = site_slurm()
     try:
-        allocs = _load_allocations(args, cluster.slurm)
+        allocs = _load_allocations(args, slurm)
     except AllocationError as e:
         print(f"workbench: {e}", file=sys.stderr)
         return 2
-    rep = report(allocs, cluster.slurm)
+    rep = report(allocs, slurm)
     print(json.dumps(rep.as_dict(), indent=2) if args.json else format_report(rep))
     return 0
 
@@ -91,9 +101,8 @@ def cmd_reconcile(args) -> int:
               file=sys.stderr)
         return 2
     hub = HubClient(api_url, token, tls=TLSFiles.from_env())
-    home = FactoryHome.from_env()
-    slurm = SlurmClient(slurm_conf=os.environ.get("SLURM_CONF") or str(home.slurm_conf))
-    audit = AuditLog(home.audit_db)
+    slurm = site_slurm()
+    audit = AuditLog(_site().audit_url)
     hub_id = args.hub_id or socket.gethostname()
     if args.once:
         done = reconcile_once(slurm, hub, hub_id, audit, args.min_age)
@@ -123,7 +132,7 @@ def _when(text: str | None):
 
 
 def cmd_audit(args) -> int:
-    records = AuditLog(FactoryHome.from_env().audit_db).records(
+    records = AuditLog(_site().audit_url).records(
         action=args.action, actor=args.user, limit=args.limit, dataset=args.dataset,
         since=args.since, until=args.until)
     if args.json:
@@ -151,7 +160,7 @@ def cmd_ai_act_summary(args) -> int:
               file=sys.stderr)
         return 2
     home = FactoryHome.from_env()
-    summary = aiact.build(project.name, project.programme, AuditLog(home.audit_db), catalogue,
+    summary = aiact.build(project.name, project.programme, AuditLog(_site().audit_url), catalogue,
                           fsaccess.datasets_root(home), job=args.job)
     text = aiact.markdown(summary)
     if args.output:

@@ -97,21 +97,23 @@ class DashboardSettings(Configurable):
         return os.environ.get("JUPYTERHUB_API_URL", "")
 
     audit_db = Unicode(
-        help="The audit store (failed spawns are read from it). Default: AIFACTORY_HOME/hub/"
-        "audit.sqlite. Example: '/var/lib/aifactory/hub/audit.sqlite'.").tag(config=True)
+        help="The audit store (failed spawns are read from it). Default: the site's database "
+        "($WORKBENCH_DATABASE_URL), else AIFACTORY_HOME/hub/audit.sqlite. "
+        "Example: '/var/lib/aifactory/hub/audit.sqlite'.").tag(config=True)
 
     @default("audit_db")
     def _default_audit_db(self):
-        return str(FactoryHome.from_env().audit_db)
+        return FactoryHome.from_env().audit_db
 
     help_db = Unicode(
-        help="The pair-debugging help requests (workbench.help's store). Default: "
-        "AIFACTORY_HOME/hub/help.sqlite. Example: '/var/lib/aifactory/hub/help.sqlite'.",
+        help="The pair-debugging help requests (workbench.help's store). Default: the site's "
+        "database ($WORKBENCH_DATABASE_URL), else AIFACTORY_HOME/hub/help.sqlite. "
+        "Example: '/var/lib/aifactory/hub/help.sqlite'.",
     ).tag(config=True)
 
     @default("help_db")
     def _default_help_db(self):
-        return str(FactoryHome.from_env().hub / "help.sqlite")
+        return FactoryHome.from_env().help_db
 
     help_url = Unicode(
         "/services/help/",

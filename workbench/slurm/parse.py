@@ -157,6 +157,15 @@ def parse_nodes(text: str) -> list[Node]:
     return nodes
 
 
+def parse_cluster_name(text: str) -> str:
+    """``ClusterName = x`` from ``scontrol show config``."""
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "ClusterName" and value.strip():
+            return value.strip()
+    raise ValueError("scontrol show config names no ClusterName")
+
+
 def parse_key_values(line: str) -> dict[str, str]:
     """One ``scontrol show ... -o`` line to a dict."""
     out = {}

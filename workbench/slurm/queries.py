@@ -32,6 +32,11 @@ def partitions() -> Query[list[Partition]]:
     return Query("scontrol", ("show", "partition", "-o"), parse.parse_partitions)
 
 
+def cluster_name() -> Query[str]:
+    """The cluster's ``ClusterName`` (``scontrol show config``): the accounts' cluster."""
+    return Query("scontrol", ("show", "config"), parse.parse_cluster_name)
+
+
 def reconfigure() -> Query[str]:
     """``scontrol reconfigure``: slurmctld and every slurmd re-read slurm.conf."""
     return Query("scontrol", ("reconfigure",), str)

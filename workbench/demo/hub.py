@@ -11,9 +11,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import daemons, services
-from .hubconfig import Site
-from .paths import data_file
+from .. import daemons, services
+from ..hubconfig import Site
+from ..paths import data_file
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,10 @@ class LocalHub:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(AIFACTORY_HOME=str(self.home.root), SLURM_CONF=self.site.slurm_conf,
-                   CONFIGPROXY_AUTH_TOKEN=self.site.proxy_token)
+        env.update(self.site.process_env(), CONFIGPROXY_AUTH_TOKEN=self.site.proxy_token)
+        pgpass = self.home.secrets / "pgpass"  # the site-demo's database password
+        if self.site.database and pgpass.exists():
+            env["PGPASSFILE"] = str(pgpass)
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
         return env
 

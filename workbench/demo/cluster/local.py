@@ -17,9 +17,9 @@ from pathlib import Path
 
 import jinja2
 
-from .. import daemons
-from ..paths import FactoryHome, data_file, secret_file
-from ..slurm import SlurmClient, SlurmError, queries
+from ... import daemons
+from ...paths import FactoryHome, data_file, secret_file
+from ...slurm import SlurmClient, SlurmError, queries
 from .shape import ClusterShape
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from .paths import data_file
+from ..paths import data_file
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from ..paths import data_file
+from ...paths import data_file
 
 
 @dataclass(frozen=True)
