@@ -13,11 +13,16 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import Index, MetaData, create_engine, event
+from sqlalchemy import Index, MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 #: seconds a SQLite writer waits for another's lock before it fails ("database is locked")
 SQLITE_BUSY_SECONDS = 10
+
+#: the PostgreSQL advisory lock that makes the stores' tables one creator at a time
+#: (any number: it only has to be the same in every process)
+DDL_LOCK = 0x776F726B62656E63
 
 _engines: dict[str, Engine] = {}
 _created: set[tuple[str, int]] = set()  # (url, id(metadata)) whose tables exist
@@ -42,11 +47,25 @@ def engine(url: str, metadata: MetaData | None = None,
         if made is None:
             made = _engines[url] = _make(url)
         if metadata is not None and (url, id(metadata)) not in _created:
-            metadata.create_all(made, checkfirst=True)
-            for index in indexes:
-                index.create(made, checkfirst=True)
+            _create(made, metadata, indexes)
             _created.add((url, id(metadata)))
         return made
+
+
+def _create(made: Engine, metadata: MetaData, indexes: Iterable[Index]) -> None:
+    """The tables and indexes that are missing, safe while other processes (the hub, its
+    services) do the same at once: SQLite runs each ``IF NOT EXISTS`` under its write lock;
+    PostgreSQL's is not safe against a concurrent creator, so a lock makes them take turns."""
+    with made.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK})
+        every = {}
+        for table in metadata.sorted_tables:
+            conn.execute(CreateTable(table, if_not_exists=True))
+            every.update((id(i), i) for i in table.indexes)
+        every.update((id(i), i) for i in indexes)
+        for index in every.values():
+            conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def _make(url: str) -> Engine:

@@ -3,6 +3,7 @@ audit and help stores in a site's PostgreSQL beside the hub's tables."""
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -87,3 +88,26 @@ def test_hub_audit_and_help_share_one_site_database(postgres_url):  # noqa: F811
         [indexdef] = conn.execute(text(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'one_open_per_server'")).scalars()
     assert "UNIQUE" in indexdef and "WHERE (state = 'open'::text)" in indexdef
+
+
+def _first_use(url: str, start) -> None:
+    start.wait(30)
+    AuditLog(url).record("hub", "session.submit", "alice/")
+    HelpStore(url).open_requests()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_processes_starting_at_once_on_an_empty_database_all_start(kind, tmp_path, request):
+    """At a site's first ``up`` the hub and its services each create the tables they
+    need, at the same moment: every one of them must come up."""
+    url = (db.url_of(tmp_path / "first.sqlite") if kind == "sqlite"
+           else new_database(request.getfixturevalue("postgres_url")))
+    fork = multiprocessing.get_context("fork")
+    start = fork.Barrier(8)
+    procs = [fork.Process(target=_first_use, args=(url, start)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 8
+    assert len(AuditLog(url).records()) == 8
