@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The local AI Factory, on a fresh Debian 12 machine, as root:
 #
-#   ./bootstrap.sh          install everything, start cluster + hub, print the URL and logins
-#   ./bootstrap.sh test     the same, then run the whole test suite (what .ci/run calls)
+#   ./bootstrap.sh            install everything, start cluster + hub, print the URL and logins
+#   ./bootstrap.sh test       the same, then run the whole test suite in both profiles
+#                             (what .ci/run calls)
+#   ./bootstrap.sh site-demo  install everything, start the local factory in the site profile
+#                             (Debian's PostgreSQL, a real OpenID provider, a site file)
 #
 # Idempotent: run it again and it installs nothing new and starts only what is not running.
 # Environment: AIFACTORY_HOME (state, default /var/lib/aifactory),
@@ -20,10 +23,10 @@ if [ "$(id -u)" != 0 ]; then
     echo "bootstrap.sh: run as root (it installs packages, creates users, starts daemons)" >&2
     exit 1
 fi
-case "$MODE" in up|test) ;; *) echo "usage: $0 [up|test]" >&2; exit 2 ;; esac
+case "$MODE" in up|test|site-demo) ;; *) echo "usage: $0 [up|test|site-demo]" >&2; exit 2 ;; esac
 
 APT_PACKAGES=(slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo python3-venv
-              python3-dev chromium procps ca-certificates
+              python3-dev chromium procps ca-certificates postgresql
               acl)  # setfacl/getfacl: the datasets' access rules (workbench.catalogue.fsaccess)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -51,15 +54,28 @@ fi
 say "Installing the workbench into $VENV"
 "$VENV/bin/pip" install -q --upgrade ".[test]"
 chmod -R a+rX "$(dirname "$VENV")"
+# the site-demo's OpenID provider (npm oidc-provider, pinned in workbench/demo/oidc)
+"$VENV/bin/python" -c 'from workbench.demo.oidc import install; install()'
 
+if [ "$MODE" = site-demo ]; then
+    say "Starting the local AI Factory (site-demo profile)"
+    exec "$VENV/bin/workbench" up --profile site-demo
+fi
 say "Starting the local AI Factory"
-"$VENV/bin/workbench" up
+"$VENV/bin/workbench" up --profile demo
 
 if [ "$MODE" = test ]; then
-    say "Running the test suite"
+    say "Running the test suite (demo profile)"
     set +e
-    "$VENV/bin/python" -m pytest tests -p no:cacheprovider
+    "$VENV/bin/python" -m pytest tests -p no:cacheprovider --ignore=tests/site
     rc=$?
+    if [ "$rc" = 0 ]; then
+        say "Running the site profile's tests (site-demo: PostgreSQL, OpenID provider)"
+        "$VENV/bin/workbench" up --profile site-demo >/dev/null &&
+            "$VENV/bin/python" -m pytest tests/site -p no:cacheprovider
+        rc=$?
+        "$VENV/bin/workbench" up --profile demo >/dev/null || rc=1
+    fi
     set -e
     if [ "$rc" != 0 ]; then
         say "Tests failed (exit $rc): cluster state and logs"

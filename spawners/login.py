@@ -178,5 +178,5 @@ def configure(c, site) -> None:
     o.manage_groups = True
     o.admin_groups = {"admins"}
     o.allow = auth.allow
-    # who may log in is our check_allowed; every login reaches it
-    o.allow_all = True
+    # who may log in is check_allowed's decision (allow_all would skip it)
+    o.allow_all = False

@@ -54,6 +54,7 @@ def test_a_site_file_makes_the_login_the_database_and_the_admins_the_sites(site_
         "https://login.example.eu/", "aifactory-workbench", "s3cret")
     assert o.oauth_callback_url == "https://workbench.example.eu/hub/oauth_callback"
     assert o.manage_groups is True and o.admin_groups == {"admins"}
+    assert o.allow_all is False  # else JupyterHub never asks check_allowed
     assert "eduperson_entitlement" in o.scope
     assert c.JupyterHub.db_url == "postgresql+psycopg://workbench@db.example.eu/workbench"
     assert c.SlurmGPUSpawner.audit_db == c.JupyterHub.db_url  # one database for all
