@@ -9,6 +9,7 @@ written by an earlier version, are kept as they are).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 from sqlalchemy import Index, MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.schema import CreateIndex, CreateTable
+
+from .daemons import wait_until
 
 #: seconds a SQLite writer waits for another's lock before it fails ("database is locked")
 SQLITE_BUSY_SECONDS = 10
@@ -52,6 +55,19 @@ def engine(url: str, metadata: MetaData | None = None,
         return made
 
 
+def _to_wal(dbapi_conn) -> bool:
+    """Switch to WAL (the mode is the file's, kept once set); False while another process is
+    switching a new file at the same moment: SQLite refuses at once rather than wait, for
+    a deadlock otherwise."""
+    try:
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise
+        return False
+    return True
+
+
 def _create(made: Engine, metadata: MetaData, indexes: Iterable[Index]) -> None:
     """The tables and indexes that are missing, safe while other processes (the hub, its
     services) do the same at once: SQLite runs each ``IF NOT EXISTS`` under its write lock;
@@ -79,7 +95,21 @@ def _make(url: str) -> Engine:
         # readers never wait for a writer; a commit survives any writer's crash without an
         # fsync each (a power cut may lose the last moments: where that matters, use
         # PostgreSQL)
-        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        wait_until(lambda: _to_wal(dbapi_conn), "switching the SQLite file to WAL",
+                   SQLITE_BUSY_SECONDS)
         dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
     return made
+
+
+def _to_wal(dbapi_conn) -> bool:
+    """Switch to WAL (the mode is the file's, kept once set); False while another process is
+    switching a new file at the same moment: SQLite refuses at once rather than wait, for
+    a deadlock otherwise."""
+    try:
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise
+        return False
+    return True
