@@ -55,19 +55,6 @@ def engine(url: str, metadata: MetaData | None = None,
         return made
 
 
-def _to_wal(dbapi_conn) -> bool:
-    """Switch to WAL (the mode is the file's, kept once set); False while another process is
-    switching a new file at the same moment: SQLite refuses at once rather than wait, for
-    a deadlock otherwise."""
-    try:
-        dbapi_conn.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.OperationalError as e:
-        if "locked" not in str(e):
-            raise
-        return False
-    return True
-
-
 def _create(made: Engine, metadata: MetaData, indexes: Iterable[Index]) -> None:
     """The tables and indexes that are missing, safe while other processes (the hub, its
     services) do the same at once: SQLite runs each ``IF NOT EXISTS`` under its write lock;
