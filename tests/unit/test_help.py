@@ -88,8 +88,8 @@ def test_the_time_box_survives_a_new_store_on_the_same_file(where):
     later = HelpStore(where)  # a restarted service
     assert [x.id for x in later.due(now() + timedelta(seconds=61))] == [r.id]
     if str(where).startswith("postgresql"):  # the site's database: readable by psql
-        u = make_url(str(where))
-        with psycopg.connect(host=u.query["host"], user=u.username, dbname=u.database) as conn:
+        libpq = make_url(where).set(drivername="postgresql")
+        with psycopg.connect(libpq.render_as_string(hide_password=False)) as conn:
             assert conn.execute("SELECT state FROM help_requests").fetchone() == ("open",)
     else:
         with sqlite3.connect(where) as conn:  # plain SQLite: readable by any tool
