@@ -2,8 +2,9 @@
 
 An append-only table in a real database through SQLAlchemy: a SQLite file under
 ``AIFACTORY_HOME/hub`` by default, or any SQLAlchemy URL (e.g.
-``postgresql+psycopg://audit@db.example.org/workbench``) given by ``WORKBENCH_AUDIT_URL``,
-which then serves every writer (spawner, hub services, CLI). The table keeps the layout it
+``postgresql+psycopg://workbench@db.example.org/workbench``): the site's database, given by
+``WORKBENCH_DATABASE_URL`` (the site file's ``database``), which then serves every writer
+(spawner, hub services, CLI). The table keeps the layout it
 had as a plain SQLite file, so records written before stay readable.
 
 ``AuditLog(path_or_url).record(actor, action, subject, **details)`` appends;
@@ -35,9 +36,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from . import db
+from .paths import DATABASE_ENV
 
-#: the environment variable that points every writer at one database
-URL_ENV = "WORKBENCH_AUDIT_URL"
+#: the environment variable that points every writer at one database (the site's)
+URL_ENV = DATABASE_ENV
 
 _metadata = MetaData()
 audit_table = Table(
@@ -65,7 +67,8 @@ class AuditRecord:
 
 
 def database_url(path: Path | str) -> str:
-    """``WORKBENCH_AUDIT_URL`` when set; else ``path`` if it is a URL; else a SQLite file."""
+    """``WORKBENCH_DATABASE_URL`` when set; else ``path`` if it is a URL; else a SQLite
+    file."""
     env = os.environ.get(URL_ENV, "").strip()
     if env:
         return env
@@ -87,7 +90,7 @@ def _iso(value: datetime | str | None) -> str | None:
 class AuditLog:
     """``record()`` appends; ``records()`` reads back, newest last.
 
-    ``path``: a SQLite file (the default store) or a SQLAlchemy URL; ``WORKBENCH_AUDIT_URL``,
+    ``path``: a SQLite file (the default store) or a SQLAlchemy URL; ``WORKBENCH_DATABASE_URL``,
     when set, wins over both, so every writer shares one database.
     """
 

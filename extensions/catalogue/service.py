@@ -218,8 +218,8 @@ class CatalogueService(Application):
 
     audit_db = Unicode(
         help="""The one audit store (workbench.audit): a SQLite file or a SQLAlchemy URL
-        ($WORKBENCH_AUDIT_URL wins). Default: the site's database ($WORKBENCH_DATABASE_URL),
-        else $AIFACTORY_HOME/hub/audit.sqlite.
+        (the site's database, $WORKBENCH_DATABASE_URL, wins). Default: that, else
+        $AIFACTORY_HOME/hub/audit.sqlite.
         Example: 'postgresql+psycopg://audit@db/workbench'.""",
     ).tag(config=True)
 

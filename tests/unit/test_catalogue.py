@@ -436,9 +436,9 @@ def test_audit_on_sqlalchemy_keeps_old_records_and_filters(tmp_path, monkeypatch
     assert len(log.records(since="2026-06-01")) == 3
     assert len(log.records(limit=2)) == 2 and log.records(limit=2)[-1].actor == "bob"
     assert log.records(action="dataset_*") == []  # '_' is no wildcard
-    # one URL for every writer: WORKBENCH_AUDIT_URL wins over the path given
+    # one URL for every writer: the site's database wins over the path given
     other = tmp_path / "shared.sqlite"
-    monkeypatch.setenv("WORKBENCH_AUDIT_URL", f"sqlite:///{other}")
+    monkeypatch.setenv("WORKBENCH_DATABASE_URL", f"sqlite:///{other}")
     shared = AuditLog(old)
     shared.record("sam", "help.requested", "x")
     assert shared.url == f"sqlite:///{other}" and [r.actor for r in shared.records()] == ["sam"]

@@ -176,3 +176,29 @@ print("ok")
 
 def test_the_home_knows_its_site_file(tmp_path):
     assert FactoryHome(tmp_path).site_file == tmp_path / "etc" / "site.yaml"
+
+
+def test_the_site_demo_writes_a_site_file_that_loads_and_marks_itself(tmp_path):
+    from workbench import sitefile
+    from workbench.demo.people import People, Person
+    from workbench.demo.sitedemo import ENTITLEMENTS, STRANGER, SiteDemo, is_site_demo
+    home = FactoryHome(tmp_path)
+    home.etc.mkdir(parents=True)
+    home.slurm_conf.write_text("ClusterName=x\n")
+    demo = SiteDemo(home=home)
+    demo.client_secret_file.parent.mkdir(parents=True)
+    demo.client_secret_file.write_text("s\n")
+    os.chmod(demo.client_secret_file, 0o600)
+    home.site_file.write_text(demo.site_file())
+    assert is_site_demo(home.site_file)
+    s = sitefile.load(home.site_file)
+    assert s.auth.kind == "oidc" and s.admins == () and s.database.startswith("postgresql")
+    assert s.auth.hub_groups([ENTITLEMENTS["support"]]) == ["support"]
+    people = People((Person("sam", hub_groups=("support",)), Person("admin", hub_admin=True)))
+    accounts = demo.accounts(people, "pw")
+    assert accounts["sam"]["claims"]["eduperson_entitlement"] == [ENTITLEMENTS["support"]]
+    assert accounts["admin"]["claims"]["eduperson_entitlement"] == []  # no admin by a name
+    assert STRANGER in accounts
+    operators = tmp_path / "operator.yaml"
+    operators.write_text("# our site\n" + demo.site_file().split("\n", 2)[2])
+    assert not is_site_demo(operators)  # an operator's file is never taken for the demo's

@@ -1,12 +1,14 @@
 """``workbench``: start, stop and inspect the local AI Factory, and run the site's commands.
 
-    workbench up                 start (or complete) cluster, accounts, hub; print URL and logins
+    workbench up [--profile demo|site-demo]
+                                 start (or complete) cluster, accounts, hub; print URL and logins
     workbench down               stop every daemon `up` started (jobs are cancelled first)
     workbench restart [SERVICE...]
                                  restart the hub and its services (or only the named
                                  services, returning once each answers); sessions and
                                  the proxy keep running
-    workbench status [--json]    hub URL, slurm.conf, demo password, services, nodes
+    workbench status [--json]    profile, hub URL, slurm.conf, files in force, demo password
+                                 (local factory only), services, nodes
     workbench allocations apply [FILE] [--dry-run]
                                  make Slurm match the allocations file, print the changes
     workbench allocations show [FILE] [--json]
