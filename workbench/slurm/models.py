@@ -178,3 +178,62 @@ class AccountedJob(NamedTuple):
     gpus: int
     gpu_type: str  # "h100", "a100+h100" for a mix, "" when untyped or none
     nodes: str
+
+
+@dataclass(frozen=True)
+class StepUsage:
+    """One step of a job (``batch``, ``extern``, ``0``...) as accounting records it."""
+
+    step: str  # "batch", "extern", "0"
+    state: JobState
+    exit_code: str
+    total_cpu_s: float
+    max_rss_bytes: int | None  # None: not recorded (the step was not polled)
+
+
+@dataclass(frozen=True)
+class JobUsage:
+    """What a job held and used, as ``seff`` reads it from accounting: the allocation's row
+    (``sacct`` without ``-X``) with its steps; times in UTC.
+
+    ``total_cpu_s`` is the allocation's ``TotalCPU`` (user + system time of its finished
+    steps: what seff sums), ``req_mem_bytes`` the memory of the whole job (``ReqMem`` times
+    nodes or CPUs where Slurm printed a per-node ``n`` or per-CPU ``c`` form),
+    ``cancelled_by_uid`` the uid in ``CANCELLED by N`` (None: not cancelled, or Slurm did not
+    say who)."""
+
+    job_id: int
+    job: str  # "105_3" for an array task
+    name: str
+    user: str
+    account: str
+    partition: str
+    state: JobState
+    exit_code: str
+    reason: str
+    start: datetime | None
+    end: datetime | None
+    elapsed_s: int
+    total_cpu_s: float
+    cpus: int
+    nodes_count: int
+    req_mem_bytes: int | None
+    gpus: int
+    gpu_type: str
+    nodes: str
+    cancelled_by_uid: int | None = None
+    steps: tuple[StepUsage, ...] = ()
+
+    @property
+    def max_rss_bytes(self) -> int | None:
+        """The largest ``MaxRSS`` of any step (seff's "Memory Utilized"), None if none
+        recorded one."""
+        values = [s.max_rss_bytes for s in self.steps if s.max_rss_bytes is not None]
+        return max(values) if values else None
+
+    @property
+    def out_of_memory(self) -> bool:
+        """Killed at its memory limit: the job or one of its steps ``OUT_OF_MEMORY`` (the
+        cgroup OOM killer; sacct's exit code is then ``0:125``)."""
+        return (self.state is JobState.OUT_OF_MEMORY or self.exit_code == "0:125"
+                or any(s.state is JobState.OUT_OF_MEMORY for s in self.steps))

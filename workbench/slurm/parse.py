@@ -8,7 +8,17 @@ import re
 import shlex
 from datetime import UTC, datetime
 
-from .models import AccountedJob, Association, GpuUse, Job, JobState, Node, Partition
+from .models import (
+    AccountedJob,
+    Association,
+    GpuUse,
+    Job,
+    JobState,
+    JobUsage,
+    Node,
+    Partition,
+    StepUsage,
+)
 
 _TIME_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
@@ -332,3 +342,95 @@ def parse_accounted_jobs(text: str) -> list[AccountedJob]:
             _utc(r[9]), _utc(r[10]), _utc(r[11]), int(r[12]) if r[12].isdigit() else 0,
             gpus, gpu_type, r[14]))
     return rows
+
+
+_CPU_TIME_RE = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
+
+
+def parse_cpu_time(text: str) -> float:
+    """sacct's ``TotalCPU``/``UserCPU`` to seconds: ``MM:SS.mmm`` (``00:08.136``),
+    ``HH:MM:SS[.mmm]`` (``01:02:03.456``), ``D-HH:MM:SS`` (``1-00:00:00``); empty: 0.
+    Raises ValueError otherwise."""
+    text = text.strip()
+    if not text:
+        return 0.0
+    m = _CPU_TIME_RE.match(text)
+    if not m:
+        raise ValueError(f"not a Slurm CPU time: {text!r}")
+    days, hours, minutes, seconds = m.groups()
+    if days is not None and hours is None:  # D-HH:MM:SS has three parts after the day
+        raise ValueError(f"not a Slurm CPU time: {text!r}")
+    return (int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60
+            + float(seconds))
+
+
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)([KMGTP]?)$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
+
+
+def parse_size_bytes(text: str, default_unit: str = "") -> int | None:
+    """A size sacct printed (``4720K``, ``3.5G``, ``0``; units of 1024) to bytes; a bare
+    number is in ``default_unit`` (``""``: bytes, as ``MaxRSS`` prints; ``"M"`` for memory
+    requests). Empty: None. Raises ValueError otherwise."""
+    text = text.strip()
+    if not text:
+        return None
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise ValueError(f"not a Slurm size: {text!r}")
+    unit = (m.group(2) or default_unit).upper()
+    return round(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_req_mem(text: str, cpus: int, nodes: int) -> int | None:
+    """sacct's ``ReqMem`` to the bytes of the whole job. Slurm 21.08 and later print the job's
+    total (``4G`` for ``--mem=2G`` on two nodes); older ones a per-node (``2Gn``) or per-CPU
+    (``4000Mc``) request, multiplied here by the nodes or CPUs. Empty: None."""
+    text = text.strip()
+    per = ""
+    if text[-1:] in ("n", "c"):
+        text, per = text[:-1], text[-1]
+    value = parse_size_bytes(text, default_unit="M")
+    if value is None:
+        return None
+    if per == "c":
+        return value * max(cpus, 1)
+    if per == "n":
+        return value * max(nodes, 1)
+    return value
+
+
+def _int(text: str) -> int:
+    return int(text) if text.strip().isdigit() else 0
+
+
+def parse_job_usage(text: str) -> list[JobUsage]:
+    """Rows of :func:`~workbench.slurm.queries.efficiency` (``sacct -nP`` with
+    ``EFFICIENCY_FIELDS``, steps included, in UTC) to one :class:`JobUsage` per job
+    allocation with its steps, in the order sacct gave them; other lines (warnings, steps
+    whose job is not in the answer) are skipped."""
+    jobs: dict[str, dict] = {}
+    steps: dict[str, list[StepUsage]] = {}
+    for r in parse_rows(text):
+        if len(r) != 19:
+            continue
+        raw, _, step = r[0].partition(".")
+        if not raw.isdigit():
+            continue
+        if step:
+            steps.setdefault(raw, []).append(StepUsage(
+                step=step, state=JobState.parse(r[6]), exit_code=r[7],
+                total_cpu_s=parse_cpu_time(r[12]), max_rss_bytes=parse_size_bytes(r[16])))
+            continue
+        cpus, nodes = _int(r[13]), _int(r[14])
+        gpus, gpu_type = parse_gpus(r[17])
+        by = re.search(r"\bby (\d+)", r[6])
+        jobs[raw] = dict(
+            job_id=int(raw), job=r[1], name=r[2], user=r[3], account=r[4], partition=r[5],
+            state=JobState.parse(r[6]), exit_code=r[7], reason="" if r[8] == "None" else r[8],
+            start=_utc(r[9]), end=_utc(r[10]), elapsed_s=_int(r[11]),
+            total_cpu_s=parse_cpu_time(r[12]), cpus=cpus, nodes_count=nodes,
+            req_mem_bytes=parse_req_mem(r[15], cpus, nodes), gpus=gpus, gpu_type=gpu_type,
+            nodes="" if r[18] == "None assigned" else r[18],
+            cancelled_by_uid=int(by.group(1)) if by else None)
+    return [JobUsage(**fields, steps=tuple(steps.get(raw, ()))) for raw, fields in jobs.items()]

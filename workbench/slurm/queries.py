@@ -5,17 +5,23 @@ Run one with ``client.run(q)`` or ``await client.arun(q)``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 
 from . import parse
 from .client import Query
-from .models import AccountedJob, Association, GpuUse, Job, JobState, Node, Partition
+from .models import AccountedJob, Association, GpuUse, Job, JobState, JobUsage, Node, Partition
 
 #: the ``sacct`` fields :func:`history` reads, in order (nothing else is asked for)
 HISTORY_FIELDS = ("JobIDRaw", "JobID", "JobName", "User", "Account", "Partition", "State",
                   "ExitCode", "Reason", "Submit", "Start", "End", "ElapsedRaw", "AllocTRES",
                   "NodeList")
+
+#: the ``sacct`` fields :func:`efficiency` reads, in order: what ``seff`` reads (elapsed,
+#: CPU time, CPUs, memory asked for and the steps' peak RSS) and how the job ended
+EFFICIENCY_FIELDS = ("JobIDRaw", "JobID", "JobName", "User", "Account", "Partition", "State",
+                     "ExitCode", "Reason", "Start", "End", "ElapsedRaw", "TotalCPU",
+                     "AllocCPUS", "NNodes", "ReqMem", "MaxRSS", "AllocTRES", "NodeList")
 
 
 def jobs() -> Query[list[Job]]:
@@ -147,3 +153,24 @@ def set_admin_comment(job_id: int, text: str) -> Query[str]:
     if any(c in text for c in "\n\r\t") or len(text) > 1024:
         raise ValueError("an admin comment is one line of at most 1024 characters")
     return Query("scontrol", ("update", f"JobId={int(job_id)}", f"AdminComment={text}"), str)
+
+
+def efficiency(job_ids: Iterable[int]) -> Query[list[JobUsage]]:
+    """What each of ``job_ids`` held and used (``seff``'s figures), its steps included (their
+    ``MaxRSS``: sacct records memory per step), only :data:`EFFICIENCY_FIELDS`; times in UTC.
+    With ``-j`` sacct looks back to the epoch, so old jobs are found."""
+    ids = ",".join(str(int(j)) for j in job_ids)
+    if not ids:
+        raise ValueError("efficiency() needs at least one job id")
+    return Query("sacct", ("-a", "-nP", "-j", ids, "--format=" + ",".join(EFFICIENCY_FIELDS)),
+                 parse.parse_job_usage, env={"TZ": "UTC"})
+
+
+def user_efficiency(user: str, start: datetime, end: datetime | None = None
+                    ) -> Query[list[JobUsage]]:
+    """:func:`efficiency` of every job of ``user`` active between ``start`` and ``end``
+    (None: now): the past-sessions list's one call."""
+    return Query("sacct", ("-nP", "-u", user, "-S", _utc(start), "-E",
+                           _utc(end) if end else "now",
+                           "--format=" + ",".join(EFFICIENCY_FIELDS)),
+                 parse.parse_job_usage, env={"TZ": "UTC"})
