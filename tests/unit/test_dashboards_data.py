@@ -197,17 +197,48 @@ def test_sessions_and_nodes_from_recorded_squeue_and_sinfo():
     assert live.partition_gpus(nodes) == {"gpu-a100": 4, "cpu": 0, "gpu": 12}
 
 
-def test_recent_failures_newest_first_with_what_happened(jobs):
+#: sacct rows (HISTORY_FIELDS) of ends the recorded history lacks, in Slurm 22.05's format
+MORE_ENDS = (
+    "201|201|jupyter-bob|bob|research-medai|gpu|NODE_FAIL|0:0|NodeDown|2026-11-26T12:00:00|"
+    "2026-11-26T12:00:05|2026-11-26T12:40:00|2395|"
+    "billing=1,cpu=1,gres/gpu:h100=1,gres/gpu=1,mem=2G,node=1|h100-2\n"
+    "202|202|jupyter-ida|ida|industry-autotwin|cpu|CANCELLED by 1003|0:15|None|"
+    "2026-11-26T12:10:00|2026-11-26T12:10:02|2026-11-26T13:10:02|3600|"
+    "billing=1,cpu=1,mem=2G,node=1|cpu-1\n")
+
+
+def test_recent_failures_list_failures_only_newest_first_in_supports_words(jobs):
+    # The old table also listed CANCELLED jobs (1: alice's stop, "CANCELLED by 1001"; 4 and
+    # 20: "CANCELLED by 0"), so its first rows were 20, 4, 1 and job 4's Slurm's reason was
+    # AssocGrpGRES; a stopped, culled or operator-cancelled job is no longer a failure.
+    jobs = pd.concat([jobs, parse_history(MORE_ENDS)], ignore_index=True)
     f = live.failures(jobs, datetime(2026, 11, 26, tzinfo=UTC))
-    assert f["job id"].tolist()[:3] == ["20", "4", "1"]
+    assert f["job id"].tolist() == ["201", "104", "103", "102"]  # newest end first
     by_id = f.set_index("job id")
-    assert by_id.loc["103", "what happened"] == "it reached its walltime"
-    assert by_id.loc["104", "what happened"].startswith("it ran out of memory")
+    assert by_id.loc["103", "what happened"] == "timed out (walltime reached)"
+    assert by_id.loc["104", "what happened"] == "out of memory (killed at its memory limit)"
+    assert by_id.loc["104", "exit code"] == "0:125"
+    assert by_id.loc["102", "what happened"] == "failed with exit code 1"
     assert by_id.loc["102", "exit code"] == "1:0"
-    assert by_id.loc["4", "Slurm's reason"] == "AssocGrpGRES"
-    assert "13" not in by_id.index  # completed
+    assert by_id.loc["201", "what happened"] == "node failure (NODE_FAIL)"
+    assert by_id.loc["201", "Slurm's reason"] == "NodeDown"
+    assert by_id.loc["104", "Slurm's reason"] == ""  # sacct's "None"
+    # the owner's stop (1), the culler's stop through the hub (202: scancel as the owner,
+    # an hour idle), Slurm's or an operator's cancel (4, 20), clean exits (13, 14)
+    for ended_normally in ("1", "202", "4", "20", "13", "14"):
+        assert ended_normally not in by_id.index
+    assert not any("by you" in w for w in f["what happened"])
     ida = live.failures(jobs, datetime(2026, 11, 26, tzinfo=UTC), user="ida")
     assert ida["job id"].tolist() == ["104"]
+    assert live.failures(jobs, datetime(2026, 11, 26, 12, 0, tzinfo=UTC))[
+        "job id"].tolist() == ["201"]  # ended since noon
+    assert live.failures(jobs, datetime(2026, 11, 26, tzinfo=UTC), limit=2)[
+        "job id"].tolist() == ["201", "104"]
+
+
+def test_no_failures_is_an_empty_table_with_the_columns(jobs):
+    f = live.failures(jobs[jobs.state == "COMPLETED"], datetime(2026, 11, 20, tzinfo=UTC))
+    assert f.empty and list(f.columns) == live.FAILURE_COLUMNS
 
 
 def test_a_users_recent_jobs(jobs):

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
+from workbench.efficiency import ended_how
 from workbench.slurm.models import Job, Node
 from workbench.tags import parse_job_tag
 from workbench.waits import END_WORDS, describe_pending, estimated_start, queue_position
@@ -90,9 +91,10 @@ def partition_gpus(nodes: Iterable[Node]) -> dict[str, int]:
     return out
 
 
-#: job ends that support wants to see (a clean exit is not a failure)
+#: job ends that support wants to see: the job failed or Slurm ended it. Not a clean exit
+#: (COMPLETED) and not CANCELLED, whoever cancelled (see :func:`failures`).
 FAILED_STATES = ("FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "PREEMPTED",
-                 "DEADLINE", "CANCELLED")
+                 "DEADLINE")
 
 FAILURE_COLUMNS = ["ended", "user", "project", "job id", "name", "partition", "node", "state",
                    "exit code", "what happened", "Slurm's reason"]
@@ -100,7 +102,18 @@ FAILURE_COLUMNS = ["ended", "user", "project", "job id", "name", "partition", "n
 
 def failures(jobs: pd.DataFrame, since: datetime, user: str | None = None,
              limit: int = 200) -> pd.DataFrame:
-    """Jobs that ended badly since ``since``, newest first (``limit`` rows at most)."""
+    """Jobs that failed since ``since``, newest first (``limit`` rows at most), in support's
+    words ("timed out (walltime reached)").
+
+    Failures only: :data:`FAILED_STATES`. A CANCELLED job is never one, whoever cancelled
+    it, because every cancel is someone's decision, not the job failing: the hub stops a
+    session (its owner's stop button, or the idle culler through the hub's API) with
+    ``scancel`` run as the session's owner (``spawners/slurmjob.py``), so sacct records
+    ``CANCELLED by <owner's uid>`` for both (or a bare ``CANCELLED``: Slurm 22.05 leaves the
+    requester out on some), and the two cannot be told apart in Slurm; the reconciler's
+    clean-up of orphans and an operator's ``scancel`` run as root (``CANCELLED by 0``) and
+    leave their own audit records. Those ends belong in the past-sessions view. A job killed
+    at its memory limit is ``OUT_OF_MEMORY`` (exit code ``0:125``) and is listed."""
     df = jobs[jobs.end.notna() & (jobs.end >= pd.Timestamp(since)) &
               jobs.state.isin(FAILED_STATES)]
     if user:
@@ -110,7 +123,9 @@ def failures(jobs: pd.DataFrame, since: datetime, user: str | None = None,
         "ended": df.end.dt.strftime("%Y-%m-%d %H:%M"), "user": df.user, "project": df.account,
         "job id": df.job, "name": df.name, "partition": df.partition, "node": df.nodes,
         "state": df.state, "exit code": df.exit_code,
-        "what happened": df.state.map(lambda s: END_WORDS.get(s, s.lower())),
+        "what happened": pd.Series([ended_how(s, x, r, for_support=True) for s, x, r in
+                                    zip(df.state, df.exit_code, df.reason, strict=True)],
+                                   index=df.index, dtype=object),
         "Slurm's reason": df.reason.where(df.reason != "None", "")})
     return out.reset_index(drop=True)[FAILURE_COLUMNS]
 
