@@ -11,8 +11,8 @@
 - :func:`advice` gives at most one line where the figures are clear ("held 4 GPUs, used 1 at
   60 %: next time ask for 1").
 
-Run ``python -m workbench.efficiency PATH [EVERY]`` inside a job to sample its GPUs into PATH
-until the job ends (SIGTERM); it writes nothing where there is no nvidia-smi.
+Run ``python -m workbench.efficiency PATH [EVERY [GPU_IDS]]`` inside a job to sample its GPUs
+into PATH until the job ends (SIGTERM); it writes nothing where there is no nvidia-smi.
 """
 
 from __future__ import annotations
@@ -377,15 +377,18 @@ def efficiency(u: JobUsage, samples: Iterable[Sequence[GpuReading]] = (), *,
 
 
 def _main(argv: Sequence[str]) -> int:
-    """``python -m workbench.efficiency PATH [EVERY]``: sample until SIGTERM or SIGINT."""
-    if not 1 <= len(argv) <= 2:
-        print("usage: python -m workbench.efficiency PATH [EVERY_SECONDS]", file=sys.stderr)
+    """``python -m workbench.efficiency PATH [EVERY [GPU_IDS]]``: sample until SIGTERM or
+    SIGINT; ``GPU_IDS`` as in ``SLURM_JOB_GPUS`` (``0,2``), empty: every GPU seen."""
+    if not 1 <= len(argv) <= 3:
+        print("usage: python -m workbench.efficiency PATH [EVERY_SECONDS [GPU_IDS]]",
+              file=sys.stderr)
         return 2
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     every = float(argv[1]) if len(argv) > 1 else 30.0
-    sample_gpus(argv[0], every=every, stop=stop)
+    gpus = [g for g in argv[2].split(",") if g] if len(argv) > 2 else []
+    sample_gpus(argv[0], every=every, stop=stop, gpus=gpus)
     return 0
 
 

@@ -254,11 +254,12 @@ def test_without_nvidia_smi_nothing_is_sampled(tmp_path, monkeypatch):
 
 
 def test_the_sampler_runs_in_a_job_until_slurm_sends_sigterm(tmp_path):
-    env = {**os.environ, **_fake_nvidia_smi(tmp_path, 'echo "0, GPU-aa, 50, 100, 200"\n'),
+    env = {**os.environ, **_fake_nvidia_smi(tmp_path, 'echo "$@" > "$0.argv"\n'
+                                            'echo "0, GPU-aa, 50, 100, 200"\n'),
            "PYTHONPATH": str(ROOT)}
     out = tmp_path / "gpu.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.efficiency", str(out), "0.05"],
-                            env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.efficiency", str(out), "0.05",
+                             "1,3"], env=env)
     try:
         wait_until(lambda: len(eff.read_samples(out)) >= 2, "two samples", timeout=20)
         proc.send_signal(signal.SIGTERM)
@@ -268,6 +269,10 @@ def test_the_sampler_runs_in_a_job_until_slurm_sends_sigterm(tmp_path):
             proc.kill()
             proc.wait()
     assert eff.read_samples(out)[0][0].util_pct == 50.0
+    assert (tmp_path / "bin" / "nvidia-smi.argv").read_text().split()[-2:] == ["-i", "1,3"]
+    usage = subprocess.run([sys.executable, "-m", "workbench.efficiency"], env=env,
+                           capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
 
 
 # -- advice --------------------------------------------------------------------------------
