@@ -13,7 +13,7 @@ from workbench.allocations import Allocations
 from workbench.resources import ClusterView, InvalidRequest, defaults, validate_request
 from workbench.slurm import SlurmError
 
-from . import form
+from . import form, presets
 
 
 async def _apply_user_options(spawner: ClusterOptionsMixin, user_options: dict) -> None:
@@ -80,10 +80,15 @@ class ClusterOptionsMixin(LoggingConfigurable):
                 current = validate_request(previous, view, self.default_partition).as_options()
             except InvalidRequest:
                 pass  # last time's options no longer fit this cluster: offer the defaults
-        return form.render_form(view, current, last_end=self.last_end)
+        return form.render_form(view, current, last_end=self.last_end, user=self.user.name,
+                                presets=presets.form_presets(self, view))
+
+    preset = None  # the preset the form's choices came from (spawners.form.options_from_form)
 
     async def validate_options(self, user_options: dict) -> None:
-        """Validate ``user_options`` against the live cluster; HTTP 400 if they do not fit."""
+        """Validate ``user_options`` against the live cluster; HTTP 400 if they do not fit.
+        A start from a preset marks it last used once its options pass."""
+        preset, self.preset = self.preset, None
         try:
             view = await self.cluster_view()
         except SlurmError as e:
@@ -98,3 +103,5 @@ class ClusterOptionsMixin(LoggingConfigurable):
                               field=e.field, message=e.message)
             raise SpawnException(f"Invalid {e.field}: {e.message}", reason="invalid-options",
                                  status_code=400) from None
+        if preset:
+            presets.mark_used(self, preset)
