@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import UTC, datetime
 
 from batchspawner import JobStatus
 from jupyterhub.spawner import SpawnException
@@ -135,7 +136,17 @@ class SlurmJobMixin(LoggingConfigurable):
         await self.slurm.arun(queries.cancel(int(self.job_id), as_user=self.user.name))
         self.jobs.invalidate()
         self.audit.record(self.user.name, "session.cancel", self._log_name,
-                          job_id=int(self.job_id))
+                          job_id=int(self.job_id), idle_s=self._idle_seconds())
+
+    def _idle_seconds(self) -> int | None:
+        """Seconds since the server's last activity (the hub does not say who stopped it:
+        this tells an idle-culled session from one its owner stopped)."""
+        last = getattr(self.orm_spawner, "last_activity", None) if self.orm_spawner else None
+        if last is None:
+            return None
+        if last.tzinfo is None:
+            last = last.replace(tzinfo=UTC)
+        return max(int((datetime.now(UTC) - last).total_seconds()), 0)
 
     async def _cancel_quietly(self, job_id: str) -> None:
         """scancel a job we give up on (it may still be queued); a job already gone is fine."""

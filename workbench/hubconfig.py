@@ -168,13 +168,19 @@ def update_services(c, site: Site) -> None:
 
 
 def update_spawner(c, site: Site) -> None:
-    from spawners import api, walltime  # the hub side: only where a hub is configured
+    # the hub side: only where a hub is configured
+    from spawners import api, presets, sessions, walltime
 
     api.install()  # our strict port callback in place of batchspawner's
     c.JupyterHub.spawner_class = "slurm-gpu"
     # the home page shows each session's walltime and offers to extend it
     c.JupyterHub.template_paths = [str(Path(walltime.__file__).parent / "templates" / "hub")]
-    c.JupyterHub.extra_handlers = [(walltime.ROUTE, walltime.WalltimeHandler)]
+    c.JupyterHub.extra_handlers = [(walltime.ROUTE, walltime.WalltimeHandler),
+                                   (sessions.ROUTE, sessions.SessionsHandler),
+                                   *presets.handlers()]
+    # what the sessions API reads when a user has no spawner of ours yet
+    c.JupyterHub.tornado_settings = {"workbench_audit": site.audit_url,
+                                     "workbench_cull_timeout": site.cull_timeout}
     c.SlurmGPUSpawner.slurm_conf = site.slurm_conf
     c.SlurmGPUSpawner.audit_db = site.audit_url
     # sessions call the user-facing services (catalogue, help) with their own token

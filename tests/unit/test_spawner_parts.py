@@ -65,6 +65,14 @@ def test_job_script_has_only_validated_values():
     assert "secret-value" not in script  # names are exported, values never written
     sbatch = [ln for ln in script.splitlines() if ln.startswith("#SBATCH")]
     assert len(sbatch) == 13
+    # GPUs held: their use is sampled where nvidia-smi exists, into the job's own record
+    assert "if command -v nvidia-smi >/dev/null; then\n    python -m workbench.efficiency " \
+        '"/home/alice/.jupyterhub-slurm-${SLURM_JOB_ID}.gpu.jsonl" 30 &' in script
+    cpu_only = render_job_script(
+        validate_request({**GOOD, "partition": "cpu", "gpus": 0, "gpu_type": ""}, view()),
+        user="alice", server="", tag="t", homedir="/home/alice", output="/o", env_names={},
+        env_path="/opt/v/bin", prologue="", argv=["/opt/v/bin/jupyterhub-singleuser"])
+    assert "nvidia-smi" not in cpu_only
 
 
 def test_every_spawner_option_has_help():
