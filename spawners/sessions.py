@@ -25,6 +25,8 @@ from workbench.slurm import SlurmClient, SlurmError
 
 ROUTE = r"/api/workbench/sessions/(?P<user_name>[^/]+)"
 _LAST: dict[str, tuple[float, list[dict]]] = {}  # user -> (when read, sessions)
+#: seconds one reading serves (a home page reloaded is not one more sacct each time)
+MAX_AGE_S = 30
 
 
 class SessionsHandler(APIHandler):
@@ -47,13 +49,16 @@ class SessionsHandler(APIHandler):
         slurm = getattr(spawner, "slurm", None) or SlurmClient()
         audit = getattr(spawner, "audit", None) or AuditLog(self.settings["workbench_audit"])
         cull = self.settings.get("workbench_cull_timeout")
+        at, last = _LAST.get(user_name, (0.0, []))
+        if time.time() - at < MAX_AGE_S:
+            self.finish(json.dumps({"sessions": last, "stale": False, "as_of": at}))
+            return
         try:
             found = await asyncio.to_thread(past_sessions, user_name, audit, slurm,
                                             cull_timeout_s=cull)
         except SlurmError as e:
-            at, last = _LAST.get(user_name, (None, []))
             self.finish(json.dumps({
-                "sessions": last, "stale": True, "as_of": at,
+                "sessions": last, "stale": True, "as_of": at or None,
                 "error": f"Slurm accounting did not answer ({e.stderr or e}): "
                          + ("the list as last read" if at else "no list read yet")}))
             return
