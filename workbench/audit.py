@@ -33,7 +33,6 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.engine import Engine
 
 from . import db
 from .paths import DATABASE_ENV
@@ -75,10 +74,6 @@ def database_url(path: Path | str) -> str:
     return db.url_of(path)
 
 
-def _engine(url: str) -> Engine:
-    return db.engine(url, _metadata, _indexes)
-
-
 def _iso(value: datetime | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -87,20 +82,18 @@ def _iso(value: datetime | str | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="seconds")
 
 
-class AuditLog:
+class AuditLog(db.Store):
     """``record()`` appends; ``records()`` reads back, newest last.
 
     ``path``: a SQLite file (the default store) or a SQLAlchemy URL; ``WORKBENCH_DATABASE_URL``,
     when set, wins over both, so every writer shares one database.
     """
 
-    def __init__(self, path: Path | str):
-        self.path = path
-        self.url = database_url(path)
+    metadata, indexes = _metadata, _indexes
 
-    @property
-    def engine(self) -> Engine:
-        return _engine(self.url)
+    @staticmethod
+    def url_for(path_or_url: Path | str) -> str:
+        return database_url(path_or_url)
 
     def record(self, actor: str, action: str, subject: str, **details) -> AuditRecord:
         rec = AuditRecord(datetime.now(UTC).isoformat(timespec="seconds"),

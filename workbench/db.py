@@ -71,6 +71,28 @@ def _create(made: Engine, metadata: MetaData, indexes: Iterable[Index]) -> None:
             conn.execute(CreateIndex(index, if_not_exists=True))
 
 
+class Store:
+    """A store of the workbench's own tables (the audit store, help requests, presets):
+    ``path_or_url`` a SQLite file or a SQLAlchemy URL. A subclass names its ``metadata``
+    (and any ``indexes`` not on its tables); every method takes a connection of
+    :attr:`engine`, the one engine of that URL in this process."""
+
+    metadata: MetaData
+    indexes: tuple[Index, ...] = ()
+
+    def __init__(self, path_or_url: Path | str):
+        self.path = path_or_url
+        self.url = self.url_for(path_or_url)
+
+    @staticmethod
+    def url_for(path_or_url: Path | str) -> str:
+        return url_of(path_or_url)
+
+    @property
+    def engine(self) -> Engine:
+        return engine(self.url, self.metadata, self.indexes)
+
+
 def _make(url: str) -> Engine:
     if not url.startswith("sqlite:///"):
         return create_engine(url, pool_pre_ping=True)

@@ -21,7 +21,6 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 from sqlalchemy import (
     Column,
@@ -37,7 +36,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from . import db
@@ -163,17 +162,12 @@ def why_not(options: Mapping, view: ClusterView, default_partition: str = "gpu",
     return None
 
 
-class PresetStore:
+class PresetStore(db.Store):
     """The presets of every user in a database; every method runs its own short
     transaction. ``path_or_url``: a SQLite file or a SQLAlchemy URL (the hub's ``db_url``).
     """
 
-    def __init__(self, path_or_url: Path | str):
-        self.url = db.url_of(path_or_url)
-
-    @property
-    def engine(self) -> Engine:
-        return db.engine(self.url, _metadata)
+    metadata = _metadata
 
     @staticmethod
     def _row(r) -> Preset:

@@ -16,7 +16,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
 
 from sqlalchemy import (
     Column,
@@ -29,7 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from workbench import db
@@ -160,19 +159,13 @@ def check_text(name: str, value, limit: int) -> str:
     return value.strip()
 
 
-class HelpStore:
+class HelpStore(db.Store):
     """The help requests in a database; every method runs its own short transaction.
 
     ``path_or_url``: a SQLite file or a SQLAlchemy URL (:func:`workbench.db.url_of`).
     """
 
-    def __init__(self, path_or_url: Path | str):
-        self.path = path_or_url
-        self.url = db.url_of(path_or_url)
-
-    @property
-    def engine(self) -> Engine:
-        return db.engine(self.url, _metadata)
+    metadata = _metadata
 
     @staticmethod
     def _row(r) -> HelpRequest:
