@@ -56,20 +56,23 @@ def past_sessions(user: str, audit: AuditLog, slurm: SlurmClient, limit: int = L
                   home_of: Callable[[str], Path] | None = None) -> list[PastSession]:
     """The last ``limit`` sessions of ``user``, newest first. Raises
     :class:`~workbench.slurm.SlurmError` when accounting does not answer."""
-    records = audit.records(action="session.*", actor=user, limit=None)
+    # the last `limit` submits, then what was recorded of them since the oldest of those
+    submits = audit.records(action="session.submit", actor=user, limit=limit)
+    if not submits:
+        return []
     submitted: dict[int, PastSession] = {}
-    cancels: dict[int, dict] = {}
-    ends: dict[int, dict] = {}
-    for r in records:
+    for r in submits:
         job = r.details.get("job_id")
-        if not isinstance(job, int):
-            continue
-        if r.action == "session.submit":
+        if isinstance(job, int):
             options = {k: v for k, v in r.details.items() if k != "job_id"}
             submitted[job] = PastSession(job, r.subject.partition("/")[2], r.at, options,
                                          options.get("account", ""),
                                          options.get("partition", ""))
-        elif r.action == "session.cancel":
+    cancels: dict[int, dict] = {}
+    ends: dict[int, dict] = {}
+    for r in audit.records(action="session.*", actor=user, limit=None, since=submits[0].at):
+        job = r.details.get("job_id")
+        if r.action == "session.cancel":
             cancels[job] = r.details
         elif r.action == "session.ended":
             ends[job] = r.details

@@ -51,10 +51,10 @@ def _site():
     return Site.from_env()
 
 
-def site_slurm() -> SlurmClient:
+def site_slurm(site=None) -> SlurmClient:
     """The Slurm the hub fronts: the site file's ``slurm_conf`` (the demo's: the local
     cluster's), ``$SLURM_CONF`` first when set."""
-    return SlurmClient(slurm_conf=os.environ.get("SLURM_CONF") or _site().slurm_conf)
+    return SlurmClient(slurm_conf=os.environ.get("SLURM_CONF") or (site or _site()).slurm_conf)
 
 
 def cmd_allocations_apply(args) -> int:
@@ -101,8 +101,9 @@ def cmd_reconcile(args) -> int:
               file=sys.stderr)
         return 2
     hub = HubClient(api_url, token, tls=TLSFiles.from_env())
-    slurm = site_slurm()
-    audit = AuditLog(_site().audit_url)
+    site = _site()
+    slurm = site_slurm(site)
+    audit = AuditLog(site.audit_url)
     hub_id = args.hub_id or socket.gethostname()
     if args.once:
         done = reconcile_once(slurm, hub, hub_id, audit, args.min_age)
