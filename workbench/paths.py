@@ -81,6 +81,15 @@ class FactoryHome:
         """The site file (:mod:`workbench.sitefile`); without it the demo profile applies."""
         return self.etc / "site.yaml"
 
+    def config_file(self, name: str) -> Path:
+        """The file ``name`` (``allocations.yaml``, ``catalogue.yaml``) in force: the one under
+        ``etc/``; without it, the demo's shipped copy, but only in the demo profile: a site
+        (a site file exists) never reads the demo's, and is told its own is missing."""
+        own = self.etc / name
+        if own.exists() or self.site_file.exists():
+            return own
+        return data_file("cluster", name)
+
     @property
     def slurm_conf(self) -> Path:
         return self.etc / "slurm.conf"

@@ -21,6 +21,7 @@ from workbench.audit import AuditLog
 from workbench.catalogue import fsaccess, model
 from workbench.catalogue.policy import LicenceStore, Membership
 from workbench.hubconfig import Site
+from workbench.paths import data_file
 from workbench.services import user_service_urls
 from workbench.slurm import Query, queries
 from workbench.slurm.parse import parse_rows
@@ -383,7 +384,7 @@ def test_a_malformed_entry_in_the_site_catalogue_leaves_the_others_working(catal
         site.write_text(text)
         listed = api.get(f"{api.cat}/datasets").json()
         ids = {d["id"] for d in listed["datasets"]}
-        assert ids == {*model.load(model.data_file("cluster", "catalogue.yaml")).ids,
+        assert ids == {*model.load(data_file("cluster", "catalogue.yaml")).ids,
                        "extra-weather"}
         assert api.get(f"{api.cat}/datasets/broken-theme").status_code == 404
         g = rdflib.Graph().parse(data=api.get(f"{api.cat}/catalogue.jsonld").text,

@@ -202,3 +202,34 @@ def test_the_site_demo_writes_a_site_file_that_loads_and_marks_itself(tmp_path):
     operators = tmp_path / "operator.yaml"
     operators.write_text("# our site\n" + demo.site_file().split("\n", 2)[2])
     assert not is_site_demo(operators)  # an operator's file is never taken for the demo's
+
+
+def test_a_site_never_reads_the_demos_allocations_or_catalogue(tmp_path):
+    from workbench.allocations import AllocationError
+    from workbench.allocations.loader import default_path
+    from workbench.paths import data_file
+    home = FactoryHome(tmp_path)
+    assert default_path(home) == data_file("cluster", "allocations.yaml")  # the demo
+    home.etc.mkdir(parents=True)
+    home.site_file.write_text("auth: {kind: pam}\n")
+    assert default_path(home) == home.etc / "allocations.yaml"  # a site: its own, or none
+    with pytest.raises(AllocationError, match=r"etc/allocations.yaml: cannot read"):
+        load(default_path(home), check_users=False)
+    assert home.config_file("catalogue.yaml") == home.etc / "catalogue.yaml"
+
+
+def test_the_site_demo_keeps_copies_of_the_demos_files_and_takes_back_only_its_own(tmp_path):
+    from workbench.demo.sitedemo import SITE_COPIES, SiteDemo, is_site_demo
+    home = FactoryHome(tmp_path)
+    home.etc.mkdir(parents=True)
+    demo = SiteDemo(home=home)
+    ours = home.etc / "catalogue.yaml"
+    theirs = home.etc / "allocations.yaml"
+    theirs.write_text("# an operator's own\nprogrammes: {}\n")
+    demo.write_copies()
+    assert is_site_demo(ours) and "Common European Data Space" in ours.read_text()
+    assert theirs.read_text().startswith("# an operator's own")  # kept as it was
+    home.site_file.write_text(demo.site_file())
+    assert demo.remove_files() == [home.site_file, ours]
+    assert theirs.exists() and not ours.exists()
+    assert set(SITE_COPIES) == {"allocations.yaml", "catalogue.yaml"}

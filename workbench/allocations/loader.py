@@ -20,7 +20,7 @@ import yaml
 
 from .. import linedyaml
 from ..linedyaml import Lined, LinedList
-from ..paths import FactoryHome, data_file
+from ..paths import FactoryHome
 from ..slurm.models import Node
 from .guards import MAX_RESERVING, is_guard_name
 from .model import Allocations, Period, Programme, Project, Reserve, gpu_totals
@@ -41,9 +41,8 @@ class AllocationError(ValueError):
 
 
 def default_path(home: FactoryHome | None = None) -> Path:
-    """The site's file (``AIFACTORY_HOME/etc/allocations.yaml``) if present, else the demo's."""
-    site = (home or FactoryHome.from_env()).etc / "allocations.yaml"
-    return site if site.exists() else data_file("cluster", "allocations.yaml")
+    """The allocations in force (:meth:`~workbench.paths.FactoryHome.config_file`)."""
+    return (home or FactoryHome.from_env()).config_file("allocations.yaml")
 
 
 class AllocationsCache:

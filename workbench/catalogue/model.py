@@ -43,7 +43,7 @@ import yaml
 
 from .. import linedyaml
 from ..linedyaml import Lined
-from ..paths import FactoryHome, data_file
+from ..paths import FactoryHome
 from .search import SearchIndex
 
 #: a dataset id: also its directory name on the shared storage, so no '/', '.', '..'
@@ -220,9 +220,8 @@ class Catalogue:
 
 
 def default_path(home: FactoryHome | None = None) -> Path:
-    """The site's ``$AIFACTORY_HOME/etc/catalogue.yaml`` if present, else the demo's."""
-    site = (home or FactoryHome.from_env()).etc / "catalogue.yaml"
-    return site if site.exists() else data_file("cluster", "catalogue.yaml")
+    """The catalogue in force (:meth:`~workbench.paths.FactoryHome.config_file`)."""
+    return (home or FactoryHome.from_env()).config_file("catalogue.yaml")
 
 
 class _Bad(Exception):

@@ -76,7 +76,7 @@ def cmd_up(args) -> int:
         site_demo.up(people, password)
     elif was == "site-demo":
         site_demo.down()
-        cluster.home.site_file.unlink()
+        site_demo.remove_files()
     hub = LocalHub(public_port=args.port)
     if not args.no_hub:
         print("Starting configurable-http-proxy and JupyterHub...", flush=True)

@@ -7,8 +7,10 @@ password) with entitlements as their groups claim, and a site file
 (``AIFACTORY_HOME/etc/site.yaml``) that says so. The hub then runs exactly as at a site: it
 reads only the site file.
 
-The site file written here starts with :data:`MARK`, so ``workbench up`` (the demo profile)
-removes it again, and never a site file an operator wrote.
+A site never reads the demo's shipped allocations and catalogue
+(:meth:`~workbench.paths.FactoryHome.config_file`), so the site-demo writes its own copies of
+them under ``etc/``. Every file written here starts with :data:`MARK`, so ``workbench up``
+(the demo profile) removes them again, and never a file an operator wrote.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from .. import atomicfile
-from ..paths import FactoryHome, secret_file
+from ..paths import FactoryHome, data_file, secret_file
 from .oidc import DemoProvider
 from .people import People
 from .postgres import LocalPostgres
@@ -34,6 +36,8 @@ ENTITLEMENTS = {g: f"urn:geant:aifactory.example.eu:group:workbench:{g}"
                 for g in ("support", "managers", "admins")}
 #: a provider account with no Unix user: refused at login (no hub user is created)
 STRANGER = "nora"
+#: the demo's files a site keeps under etc/: the site-demo writes copies of them there
+SITE_COPIES = ("allocations.yaml", "catalogue.yaml")
 
 
 def is_site_demo(path: Path) -> bool:
@@ -113,7 +117,26 @@ class SiteDemo:
               "redirect_uris": [self.public_url.rstrip("/") + "/hub/oauth_callback"]}],
             self.accounts(people, password))
         provider.start()
+        self.write_copies()
         atomicfile.write_text(self.home.site_file, self.site_file(), mode=0o644)
+
+    def write_copies(self) -> None:
+        """The demo's allocations and catalogue as the site's own under ``etc/`` (a site
+        never reads the shipped ones); a file already there is kept."""
+        for name in SITE_COPIES:
+            copy = self.home.etc / name
+            if not copy.exists():
+                atomicfile.write_text(copy, f"{MARK}: a copy of the demo's, the site's own.\n"
+                                      + data_file("cluster", name).read_text(), mode=0o644)
+
+    def remove_files(self) -> list[Path]:
+        """The files :meth:`up` wrote (site file, copies), back to the demo profile."""
+        gone = []
+        for path in (self.home.site_file, *(self.home.etc / n for n in SITE_COPIES)):
+            if is_site_demo(path):
+                path.unlink()
+                gone.append(path)
+        return gone
 
     def down(self) -> list[str]:
         stopped = []
