@@ -105,8 +105,11 @@ class LocalHub:
             pidfile = self.home.pidfile(service.name)
             if daemons.read_pid(pidfile):
                 continue
+            # in the state directory, as the hub: never the caller's directory, whose
+            # modules (a checkout) would shadow the installed ones
             daemons.spawn(list(service.argv), self.home.logfile(service.name), pidfile,
-                          env=services.process_env(service, self.site, base))
+                          env=services.process_env(service, self.site, base),
+                          cwd=self.home.root)
             started.append(service.name)
         return started
 
