@@ -45,6 +45,8 @@ def test_bob_logs_in_through_the_provider_and_spawns_on_his_project(
     page.fill("#wb-runtime", "00:30:00")
     page.click("form input[type=submit], form button[type=submit]")
     page.wait_for_url(re.compile(r".*/user/bob/lab.*"), timeout=180_000)
+    # JupyterLab itself drawn, served by bob's job (not only its URL)
+    expect(page.locator(".jp-LabShell")).to_be_visible(timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "site-bob-lab.png"))
     assert bob.get(f"{bob.base}/users/bob").json()["servers"][""]["ready"]
     sessions = [j for j in slurm.run(queries.jobs()) if j.user == "bob" and j.state.is_running
