@@ -119,7 +119,15 @@ def test_the_hub_audit_and_help_live_in_postgresql_and_survive_a_hub_restart(
              .get("ready"), "bob's server ready", 180)
     share = bob.post(f"{bob.base}/shares/bob/", json={"user": "sam"})
     assert share.status_code == 200, share.text
+    try:
+        _restart_keeps_it_all(bob, hub_url, site_demo)
+    finally:
+        bob.delete(f"{bob.base}/shares/bob/")  # the share goes with the test
 
+
+def _restart_keeps_it_all(bob, hub_url, site_demo):
+    """The tables in PostgreSQL, then a hub restart that keeps the session, the share and
+    every audit record."""
     pg = site_demo.postgres
     tables = set(pg.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
                         "workbench").split())
