@@ -37,7 +37,7 @@ ACCOUNT = "benchmarks"
 USER_PREFIX = "wbbench"
 #: Slurm commands the call counter wraps
 SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "sinfo", "sacct", "sacctmgr", "scontrol",
-                  "sshare")
+                  "sshare", "sstat")
 
 
 class BenchmarkError(RuntimeError):

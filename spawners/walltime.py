@@ -1,6 +1,10 @@
 """``/hub/api/workbench/walltime/{user}[/{server}]``: time left, and asking for more.
 
-GET (scope ``read:servers``): the running session's job, time limit, end and seconds left.
+GET (scope ``read:servers``): the running session's job, time limit, end and seconds left,
+and its figures so far (``usage``: :func:`workbench.efficiency.so_far`, CPU and peak memory
+from one shared ``sstat`` every 30 s for all sessions, GPUs from the job's own samples; null
+figures are "not measured"; ``usage_error`` says why ``usage`` is null when Slurm did not
+answer).
 POST ``{"minutes": N}`` (scope ``servers``, so the user or an admin): extend the job's time
 limit by N minutes with ``scontrol update`` run by the hub (operator side), within the
 partition's MaxTime and the project's GPU-hours; refused with HTTP 400 and what is possible.
@@ -15,9 +19,11 @@ from jupyterhub.apihandlers import APIHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
+from workbench import efficiency
 from workbench.resources import InvalidRequest
+from workbench.sessions import gpu_samples_path
 from workbench.slurm import SlurmError, queries
-from workbench.slurm.snapshot import shared_partitions
+from workbench.slurm.snapshot import shared_partitions, shared_usage
 from workbench.walltime import plan_extension, walltime
 
 ROUTE = r"/api/workbench/walltime/(?P<user_name>[^/]+)/?(?P<server_name>[^/]*)"
@@ -53,8 +59,23 @@ class WalltimeHandler(APIHandler):
             self.finish(json.dumps({"job_id": job.job_id, "running": False,
                                     "state": job.state.value}))
             return
+        usage, error = await self._usage(spawner, job)
         self.finish(json.dumps({**wall.as_dict(), "running": True,
-                                "warn_s": spawner.walltime_warning_s}))
+                                "warn_s": spawner.walltime_warning_s,
+                                "usage": usage, "usage_error": error}))
+
+    async def _usage(self, spawner, job) -> tuple[dict | None, str | None]:
+        """The session's figures so far, or None and why not."""
+        try:
+            live = await shared_usage(spawner.slurm).get(job.job_id)
+        except SlurmError as e:
+            return None, f"Slurm did not say what the session used so far ({e.stderr or e})"
+        try:
+            path = gpu_samples_path(spawner.user.name, job.job_id)
+        except KeyError:  # no Unix account (any more): nothing to read
+            path = None
+        samples = await asyncio.to_thread(efficiency.read_samples, path) if path else []
+        return efficiency.so_far(job, live, samples).as_json(), None
 
     @needs_scope("servers")
     async def post(self, user_name, server_name=""):

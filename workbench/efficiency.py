@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workbench.slurm.models import JobState, JobUsage
+from workbench.slurm.models import Job, JobState, JobUsage, LiveUsage
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +138,14 @@ def gpu_figures(samples: Iterable[Sequence[GpuReading]]) -> list[GpuFigures]:
 
 
 def read_samples(path: str | Path) -> list[list[GpuReading]]:
-    """The samples :func:`sample_gpus` wrote (one JSON line each); a missing file gives no
-    samples, a line cut short (the job was killed while writing) is skipped."""
+    """The samples :func:`sample_gpus` wrote (one JSON line each); a missing or unreadable
+    file gives no samples, a line cut short (the job was killed while writing) is skipped."""
     try:
         lines = Path(path).read_text().splitlines()
     except FileNotFoundError:
+        return []
+    except OSError as e:  # a home the reader may not read (root-squashed NFS): not measured
+        log.warning("GPU samples %s not readable: %s", path, e)
         return []
     samples = []
     for line in lines:
@@ -301,14 +304,6 @@ def cpu_efficiency(u: JobUsage) -> float | None:
     return u.total_cpu_s / core_s
 
 
-def memory_efficiency(u: JobUsage) -> float | None:
-    """seff's memory efficiency: peak ``MaxRSS`` of the steps over the job's request."""
-    peak, req = u.max_rss_bytes, u.req_mem_bytes
-    if peak is None or not req:
-        return None
-    return peak / req
-
-
 def _gb(n: float) -> str:
     value = n / 2**30
     text = f"{value:.1f}" if value < 10 else f"{value:.0f}"
@@ -345,6 +340,27 @@ def advice(e: Efficiency, oom: bool = False) -> str | None:
     return None
 
 
+def _figures(job_id: int, ended: str, elapsed_s: int, cpus: int, cpu_time_s: float,
+             cpu_eff: float | None, peak: int | None, requested: int | None, gpus_held: int,
+             samples: Iterable[Sequence[GpuReading]], oom: bool = False,
+             advise: bool = True) -> Efficiency:
+    gpus = tuple(gpu_figures(samples))
+    utils = [g.mean_util_pct for g in gpus if g.mean_util_pct is not None]
+    mems = [g.peak_mem_mib for g in gpus if g.peak_mem_mib is not None]
+    e = Efficiency(
+        job_id=job_id, ended=ended, elapsed_s=elapsed_s, cpus=cpus, cpu_time_s=cpu_time_s,
+        cpu_efficiency=cpu_eff, peak_memory_bytes=peak, requested_memory_bytes=requested,
+        # seff's memory efficiency: the steps' peak MaxRSS over the job's request
+        memory_efficiency=peak / requested if peak is not None and requested else None,
+        gpus_held=gpus_held, gpus=gpus,
+        gpu_util_pct=sum(utils) / len(utils) if utils else None,
+        gpus_used=sum(g.used for g in gpus) if utils else None,
+        gpu_peak_mem_mib=max(mems) if mems else None,
+        gpu_samples=max((g.samples for g in gpus), default=0), advice=None)
+    line = advice(e, oom=oom) if advise else None
+    return e if line is None else replace(e, advice=line)
+
+
 def efficiency(u: JobUsage, samples: Iterable[Sequence[GpuReading]] = (), *,
                for_support: bool = False, cancelled_by_owner: bool | None = None,
                culled_after_min: int | None = None, owner_uid: int | None = None
@@ -356,24 +372,51 @@ def efficiency(u: JobUsage, samples: Iterable[Sequence[GpuReading]] = (), *,
     if cancelled_by_owner is None and owner_uid is not None \
             and u.cancelled_by_uid is not None:
         cancelled_by_owner = u.cancelled_by_uid == owner_uid
-    gpus = tuple(gpu_figures(samples))
-    utils = [g.mean_util_pct for g in gpus if g.mean_util_pct is not None]
-    mems = [g.peak_mem_mib for g in gpus if g.peak_mem_mib is not None]
-    e = Efficiency(
-        job_id=u.job_id,
-        ended=ended_how(u.state, u.exit_code, u.reason, for_support=for_support,
-                        cancelled_by_owner=cancelled_by_owner,
-                        culled_after_min=culled_after_min, out_of_memory=u.out_of_memory),
-        elapsed_s=u.elapsed_s, cpus=u.cpus, cpu_time_s=u.total_cpu_s,
-        cpu_efficiency=cpu_efficiency(u), peak_memory_bytes=u.max_rss_bytes,
-        requested_memory_bytes=u.req_mem_bytes, memory_efficiency=memory_efficiency(u),
-        gpus_held=u.gpus, gpus=gpus,
-        gpu_util_pct=sum(utils) / len(utils) if utils else None,
-        gpus_used=sum(g.used for g in gpus) if utils else None,
-        gpu_peak_mem_mib=max(mems) if mems else None,
-        gpu_samples=max((g.samples for g in gpus), default=0), advice=None)
-    line = advice(e, oom=u.out_of_memory)
-    return e if line is None else replace(e, advice=line)
+    ended = ended_how(u.state, u.exit_code, u.reason, for_support=for_support,
+                      cancelled_by_owner=cancelled_by_owner,
+                      culled_after_min=culled_after_min, out_of_memory=u.out_of_memory)
+    return _figures(u.job_id, ended, u.elapsed_s, u.cpus, u.total_cpu_s, cpu_efficiency(u),
+                    u.max_rss_bytes, u.req_mem_bytes, u.gpus, samples, oom=u.out_of_memory)
+
+
+def so_far(job: Job, live: LiveUsage | None, samples: Iterable[Sequence[GpuReading]] = (),
+           now: datetime | None = None) -> Efficiency:
+    """A running job's figures so far: CPU efficiency as seff computes it, but with the CPU
+    time its running steps have used up to their last poll (``sstat``, :class:`LiveUsage`)
+    over the time since it started; peak memory so far against the job's memory; GPUs from
+    its samples so far. ``live`` None (sstat had nothing for it yet, or did not answer):
+    CPU and memory "not measured". No advice before :data:`MIN_ADVICE_ELAPSED_S`: a session
+    that has just started has used little of anything yet."""
+    now = now or datetime.now(UTC)
+    started = job.start_time if job.state.is_running else None
+    elapsed = max(int((now - started).total_seconds()), 0) if started else 0
+    cpu_time = live.cpu_time_s if live is not None else 0.0
+    core_s = elapsed * job.cpus
+    return _figures(job.job_id, ended_how(job.state), elapsed, job.cpus, cpu_time,
+                    cpu_time / core_s if live is not None and core_s > 0 else None,
+                    live.max_rss_bytes if live is not None else None, job.memory_bytes,
+                    job.gpus, samples, advise=elapsed >= MIN_ADVICE_ELAPSED_S)
+
+
+def short_figures(e: Efficiency | None) -> dict[str, str]:
+    """CPU, memory and GPU figures in a few words each, for a table's cells (``"cpu"``:
+    ``"85 % of 2 CPUs"``, ``"memory"``: ``"1.2 GB of 2 GB"``, ``"gpu"``: ``"1 of 4 busy,
+    62 %"``); "not measured" where a figure is None, "" for GPUs a job does not hold."""
+    if e is None:
+        return {"cpu": "not measured", "memory": "not measured",
+                "gpu": "not measured"}
+    cpu = ("not measured" if e.cpu_efficiency is None
+           else f"{100 * e.cpu_efficiency:.0f} % of {_plural(e.cpus, 'CPU')}")
+    memory = "not measured" if e.peak_memory_bytes is None else _gb(e.peak_memory_bytes)
+    if e.peak_memory_bytes is not None and e.requested_memory_bytes:
+        memory += f" of {_gb(e.requested_memory_bytes)}"
+    if not e.gpus_held:
+        gpu = ""
+    elif e.gpu_util_pct is None:
+        gpu = "not measured"
+    else:
+        gpu = f"{e.gpus_used} of {e.gpus_held} busy, {e.gpu_util_pct:.0f} %"
+    return {"cpu": cpu, "memory": memory, "gpu": gpu}
 
 
 def _main(argv: Sequence[str]) -> int:

@@ -87,6 +87,18 @@ def test_alice_sees_her_walltime_in_jupyterlab_and_on_the_home_page_and_extends_
     expect(item).to_have_text(re.compile(r"^Walltime: 1 h 0\d min left$"))
     expect(item).not_to_have_class(re.compile(r"\bwb-walltime-warn\b"))
     assert limit() == 70
+    # a click opens the popup: time left, what the session used so far, more time
+    item.click()
+    popup = page.locator(".wb-walltime-popup")
+    expect(popup).to_contain_text(f"job {job.job_id} ends at")
+    usage = popup.locator(".wb-walltime-usage")
+    expect(usage).to_contain_text(re.compile(r"CPU use so far: \d+ % of \d+ CPUs?"))
+    expect(usage).to_contain_text(re.compile(r"Peak memory so far: [\d.]+ GB of [\d.]+ GB"))
+    # the local cluster's GPUs are fake: no nvidia-smi, no number made up
+    expect(usage).to_contain_text("GPUs: 1 held, use not measured")
+    expect(popup.get_by_role("button", name="+30 min")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "lab-walltime-popup.png"))
+    page.keyboard.press("Escape")
     # a refusal comes back with the hub's reason (partition gpu: at most 12 h per job)
     refused = page.evaluate("""async () => {
         const xsrf = document.cookie.match(/_xsrf=([^;]+)/)[1];

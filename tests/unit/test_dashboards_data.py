@@ -197,6 +197,27 @@ def test_sessions_and_nodes_from_recorded_squeue_and_sinfo():
     assert live.partition_gpus(nodes) == {"gpu-a100": 4, "cpu": 0, "gpu": 12}
 
 
+def test_running_sessions_show_their_figures_so_far_batch_jobs_do_not():
+    from dataclasses import replace
+
+    from workbench import efficiency
+    from workbench.slurm.models import LiveUsage, StepUsage
+    from workbench.tags import job_tag
+    batch = parse_jobs((FIXTURES / "squeue-22.05.json").read_text())[1]  # job 2, running
+    session = replace(batch, job_id=3, comment=job_tag("hub1", "alice", ""))
+    fresh = replace(batch, job_id=4, comment=job_tag("hub1", "bob", ""))
+    live_use = LiveUsage(3, (StepUsage("batch", JobState.RUNNING, "", 30.0, 2**30),))
+    usage = {3: efficiency.so_far(session, live_use, now=NOW),
+             4: efficiency.so_far(fresh, None, now=NOW)}
+    s = live.sessions([batch, session, fresh], now=NOW, usage=usage).set_index("job id")
+    elapsed = (NOW - session.start_time).total_seconds()
+    assert s.loc[3, "CPU use so far"] == f"{100 * 30 / elapsed:.0f} % of 1 CPU"
+    assert s.loc[3, "peak memory so far"] == "1 GB of 32 GB"
+    assert s.loc[3, "GPU use so far"] == ""  # it holds none
+    assert s.loc[4, "CPU use so far"] == "not measured"  # started after the last sstat
+    assert s.loc[2, "CPU use so far"] == ""  # a batch job: not a session
+
+
 #: sacct rows (HISTORY_FIELDS) of ends the recorded history lacks, in Slurm 22.05's format
 MORE_ENDS = (
     "201|201|jupyter-bob|bob|research-medai|gpu|NODE_FAIL|0:0|NodeDown|2026-11-26T12:00:00|"

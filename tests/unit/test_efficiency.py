@@ -353,3 +353,57 @@ def test_a_step_killed_at_its_memory_limit_makes_the_job_out_of_memory(usage):
     assert oom.out_of_memory
     assert eff.efficiency(oom).ended == "out of memory: ask for more next time"
     assert not usage[13].out_of_memory  # 0:9 alone is scancel's SIGKILL
+
+
+# -- a running session's figures so far ----------------------------------------------------
+
+def _running(cpus=2, gpus=0, memory=2 * 2**30, started_s_ago=100):
+    from workbench.slurm.models import Job
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    start = datetime.fromtimestamp(now.timestamp() - started_s_ago, UTC)
+    return now, Job(7, "jupyterhub", "bob", "research-medai", "gpu", JobState.RUNNING,
+                    cpus=cpus, gpus=gpus, gpu_type="h100" if gpus else "", start_time=start,
+                    memory_bytes=memory)
+
+
+def test_so_far_cpu_time_of_the_running_steps_over_elapsed_times_cpus():
+    from workbench.slurm.models import LiveUsage, StepUsage
+    now, job = _running(cpus=2, started_s_ago=100)
+    live = LiveUsage(7, (StepUsage("batch", JobState.RUNNING, "", 50.0, 300 * 2**20),
+                         StepUsage("0", JobState.RUNNING, "", 30.0, 500 * 2**20)))
+    e = eff.so_far(job, live, now=now)
+    assert e.ended == "still running" and e.elapsed_s == 100 and e.cpus == 2
+    assert e.cpu_time_s == 80 and e.cpu_efficiency == pytest.approx(80 / 200)
+    assert e.peak_memory_bytes == 500 * 2**20  # the larger step's peak, as seff reads it
+    assert e.memory_efficiency == pytest.approx(500 / 2048)
+    assert eff.short_figures(e) == {"cpu": "40 % of 2 CPUs", "memory": "0.5 GB of 2 GB",
+                                    "gpu": ""}
+    assert e.advice is None  # 100 s in: too early to tell
+
+
+def test_so_far_advice_once_the_session_has_run_ten_minutes():
+    from workbench.slurm.models import LiveUsage, StepUsage
+    now, job = _running(cpus=1, memory=64 * 2**30, started_s_ago=599)
+    live = LiveUsage(7, (StepUsage("batch", JobState.RUNNING, "", 50.0, 3 * 2**30),))
+    assert eff.so_far(job, live, now=now).advice is None
+    now, job = _running(cpus=1, memory=64 * 2**30, started_s_ago=600)
+    assert eff.so_far(job, live, now=now).advice == "peak memory 3 GB of 64 GB requested"
+
+
+def test_so_far_without_sstat_figures_is_not_measured_never_zero():
+    now, job = _running(gpus=4)
+    e = eff.so_far(job, None, now=now)
+    assert e.cpu_efficiency is None and e.peak_memory_bytes is None
+    assert e.gpu_util_pct is None and e.gpus_held == 4 and e.advice is None
+    assert eff.short_figures(e) == {"cpu": "not measured", "memory": "not measured",
+                                    "gpu": "not measured"}
+    assert eff.short_figures(None)["cpu"] == "not measured"
+
+
+def test_so_far_gpus_from_the_samples_so_far(samples):
+    from workbench.slurm.models import LiveUsage
+    now, job = _running(gpus=4, started_s_ago=3600)
+    e = eff.so_far(job, LiveUsage(7, ()), samples, now=now)
+    assert e.gpus_used == 1 and e.gpu_samples == 12
+    assert e.advice == "held 4 GPUs, used 1 at 60 %: next time ask for 1"
+    assert eff.short_figures(e)["gpu"] == "1 of 4 busy, 15 %"

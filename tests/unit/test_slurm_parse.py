@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.slurm import JobState
+from workbench.slurm import JobState, queries
 from workbench.slurm.parse import (
     format_duration,
     parse_assoc_mgr,
@@ -18,6 +18,7 @@ from workbench.slurm.parse import (
     parse_job_id,
     parse_jobs,
     parse_key_values,
+    parse_live_usage,
     parse_nodes,
     parse_partitions,
     parse_tres,
@@ -45,6 +46,29 @@ def test_jobs_from_squeue_json():
     assert running.state is JobState.RUNNING and running.batch_host == "cpu-1"
     assert running.user == "alice" and running.account == "startup-helios"
     assert running.time_limit_min == 60
+    # the job's memory from its TRES (mem=64G, mem=32G): the request a session's peak is held to
+    assert failed.memory_bytes == 64 * 2**30 and running.memory_bytes == 32 * 2**30
+
+
+def test_running_steps_so_far_from_sstat():
+    """Recorded from the local cluster: job 1's batch step alone, job 2's batch step and its
+    srun step 0 (sstat -a -nP --noconvert, TresUsageInTot and MaxRSS in bytes)."""
+    usage = parse_live_usage((FIXTURES / "sstat-live-22.05.txt").read_text())
+    assert sorted(usage) == [1, 2]
+    assert [s.step for s in usage[2].steps] == ["batch", "0"]
+    assert usage[1].cpu_time_s == 22 and usage[1].max_rss_bytes == 61571072
+    assert usage[2].cpu_time_s == 5  # batch 0 s + step 0 5 s
+    assert usage[2].max_rss_bytes == 14254080  # the larger step's peak
+    # sstat's complaint about a job with no running step, and a cut line: not jobs
+    assert parse_live_usage("sstat: error: couldn't get steps for job 9\n7.batch|cpu=") == {}
+
+
+def test_the_sstat_query_asks_every_running_step_of_all_jobs_at_once():
+    q = queries.live_usage([12, 3])
+    assert (q.cmd, q.args) == ("sstat", ("-a", "-nP", "--noconvert", "-j", "12,3",
+                                         "--format=JobID,TresUsageInTot,MaxRSS"))
+    with pytest.raises(ValueError):
+        queries.live_usage([])
 
 
 def test_partitions_from_scontrol():

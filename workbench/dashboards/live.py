@@ -13,14 +13,15 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from workbench.efficiency import ended_how
+from workbench.efficiency import Efficiency, ended_how, short_figures
 from workbench.slurm.models import Job, Node
 from workbench.tags import parse_job_tag
 from workbench.waits import END_WORDS, describe_pending, estimated_start, queue_position
 
 SESSION_COLUMNS = ["user", "project", "job id", "session", "partition", "node", "GPUs",
                    "state", "why waiting", "position", "estimated start", "runtime",
-                   "walltime left", "last activity"]
+                   "walltime left", "CPU use so far", "peak memory so far", "GPU use so far",
+                   "last activity"]
 
 
 def _minutes(seconds: float) -> str:
@@ -30,9 +31,12 @@ def _minutes(seconds: float) -> str:
 
 
 def sessions(jobs: Iterable[Job], activity: Mapping[str, str] | None = None,
-             now: datetime | None = None, user: str | None = None) -> pd.DataFrame:
+             now: datetime | None = None, user: str | None = None,
+             usage: Mapping[int, Efficiency] | None = None) -> pd.DataFrame:
     """Every active job (notebook sessions and batch jobs), one row each; ``activity``: hub
-    user → last activity (ISO), ``user``: only that user's."""
+    user → last activity (ISO), ``user``: only that user's; ``usage``: running sessions'
+    figures so far by job id (:func:`workbench.efficiency.so_far`), "not measured" for a
+    running session without them, nothing for waiting and batch jobs."""
     now = now or datetime.now(UTC)
     jobs = list(jobs)
     rows = []
@@ -47,6 +51,8 @@ def sessions(jobs: Iterable[Job], activity: Mapping[str, str] | None = None,
         if started and j.time_limit_min:
             left = _minutes((started + timedelta(minutes=j.time_limit_min) - now)
                             .total_seconds())
+        figures = (short_figures((usage or {}).get(j.job_id))
+                   if tag and j.state.is_running else {"cpu": "", "memory": "", "gpu": ""})
         rows.append({
             "user": j.user, "project": j.account, "job id": j.job_id,
             "session": (tag["server"] or "default") if tag else "(batch job)",
@@ -58,6 +64,8 @@ def sessions(jobs: Iterable[Job], activity: Mapping[str, str] | None = None,
             "estimated start": f"{est:%Y-%m-%d %H:%M} UTC" if est else "",
             "runtime": _minutes((now - started).total_seconds()) if started else "",
             "walltime left": left,
+            "CPU use so far": figures["cpu"], "peak memory so far": figures["memory"],
+            "GPU use so far": figures["gpu"],
             "last activity": (activity or {}).get(j.user, "") if tag else "",
         })
     return pd.DataFrame(rows, columns=SESSION_COLUMNS)

@@ -72,6 +72,12 @@ class DashboardSettings(Configurable):
         "refresh period (10 s) this bounds the calls to one per period, however many watch. "
         "Example: 10.").tag(config=True)
 
+    usage_max_age = Float(
+        30.0, min=1.0,
+        help="Seconds one sstat answer (the running sessions' CPU and memory so far) serves "
+        "every viewer; slurmstepd polls a job's use every JobAcctGatherFrequency (30 s by "
+        "default), so a shorter age shows nothing newer. Example: 30.").tag(config=True)
+
     budgets_max_age = Float(
         60.0, min=1.0,
         help="Seconds one reading of the projects' budgets (the allocations' sacct) serves "
@@ -226,7 +232,9 @@ class DashboardSource:
         jobs, nodes = self.jobs_now(), self.nodes_now()
         sessions = Part(message=_stale(jobs, "The Slurm controller (squeue)"), as_of=jobs.at)
         if jobs.value is not None:
-            sessions.table = live.sessions(jobs.value, self.activity(), now)
+            usage, error = self.usage_now(jobs.value, now)
+            sessions.table = live.sessions(jobs.value, self.activity(), now, usage=usage)
+            sessions.message = sessions.message or error
         node_part = Part(message=_stale(nodes, "The Slurm controller (sinfo)"), as_of=nodes.at)
         if nodes.value is not None:
             node_part.table = live.nodes(nodes.value)
@@ -236,6 +244,30 @@ class DashboardSource:
             hours=self.settings.failures_hours))
         return SupportView(sessions, node_part, failed, self.failed_spawns(),
                            self.help_requests())
+
+    def usage_now(self, jobs, now: datetime | None = None) -> tuple[dict, str]:
+        """The running sessions' figures so far (job id → :class:`~workbench.efficiency.
+        Efficiency`): one shared ``sstat`` for all of them per ``usage_max_age``, and each
+        session's own GPU samples. A session that started after that sstat reads "not
+        measured" until the next. Returns the figures and a message ("" when sstat answered)."""
+        from workbench import efficiency
+        from workbench.sessions import gpu_samples_path
+        from workbench.tags import parse_job_tag
+        running = [j for j in jobs if j.state.is_running and parse_job_tag(j.comment)]
+        if not running:
+            return {}, ""
+        c = self.cache.get("sstat", queries.live_usage(j.job_id for j in running),
+                           self.settings.usage_max_age)
+        out = {}
+        for j in running:
+            samples = []
+            if j.gpus:
+                try:
+                    samples = efficiency.read_samples(gpu_samples_path(j.user, j.job_id))
+                except KeyError:  # no such Unix user here
+                    pass
+            out[j.job_id] = efficiency.so_far(j, (c.value or {}).get(j.job_id), samples, now)
+        return out, _stale(c, "What the sessions used so far (sstat)")
 
     def failed_spawns(self, limit: int = 50) -> Part:
         # imported here: the manager's kernel never needs SQLAlchemy (0.4 s of its start)
@@ -290,7 +322,9 @@ class DashboardSource:
         jobs = self.jobs_now()
         view.sessions = Part(message=_stale(jobs, "The Slurm controller (squeue)"))
         if jobs.value is not None:
-            view.sessions.table = live.sessions(jobs.value, self.activity(), now, user=name)
+            usage, _ = self.usage_now(jobs.value, now)
+            view.sessions.table = live.sessions(jobs.value, self.activity(), now, user=name,
+                                                usage=usage)
         hist = self.history.table()
         view.jobs = Part(live.recent_jobs(hist.value, name,
                                           now - timedelta(days=self.settings.user_days)),

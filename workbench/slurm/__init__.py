@@ -6,9 +6,18 @@ parses a Slurm command.
 
 from . import queries
 from .client import Query, SlurmClient, SlurmError, SlurmUnavailable
-from .models import AccountedJob, Association, GpuUse, Job, JobState, Node, Partition
+from .models import (
+    AccountedJob,
+    Association,
+    GpuUse,
+    Job,
+    JobState,
+    LiveUsage,
+    Node,
+    Partition,
+)
 
 __all__ = [
-    "AccountedJob", "Association", "GpuUse", "Job", "JobState", "Node", "Partition", "Query",
-    "SlurmClient", "SlurmError", "SlurmUnavailable", "queries",
+    "AccountedJob", "Association", "GpuUse", "Job", "JobState", "LiveUsage", "Node",
+    "Partition", "Query", "SlurmClient", "SlurmError", "SlurmUnavailable", "queries",
 ]

@@ -83,6 +83,7 @@ class Job:
     exit_code: int | None = None
     priority: int = 0
     gpu_indices: tuple[int, ...] = ()  # the GPUs Slurm gave a running job (CUDA_VISIBLE_DEVICES)
+    memory_bytes: int | None = None  # memory of the whole job (its TRES ``mem``); None: unknown
 
 
 @dataclass(frozen=True)
@@ -237,3 +238,25 @@ class JobUsage:
         cgroup OOM killer; sacct's exit code is then ``0:125``)."""
         return (self.state is JobState.OUT_OF_MEMORY or self.exit_code == "0:125"
                 or any(s.state is JobState.OUT_OF_MEMORY for s in self.steps))
+
+
+@dataclass(frozen=True)
+class LiveUsage:
+    """What a running job has used so far, as ``sstat`` reads it from its running steps
+    (each step's last poll by slurmstepd's accounting: ``jobacct_gather``). ``steps`` carry
+    each step's CPU time so far (``TresUsageInTot`` ``cpu``: user + system of its tasks) and
+    its peak RSS so far (``MaxRSS``); their state is RUNNING."""
+
+    job_id: int
+    steps: tuple[StepUsage, ...] = ()
+
+    @property
+    def cpu_time_s(self) -> float:
+        """CPU time of all running steps so far (seconds)."""
+        return sum(s.total_cpu_s for s in self.steps)
+
+    @property
+    def max_rss_bytes(self) -> int | None:
+        """The largest peak RSS of any step so far (what seff calls memory used)."""
+        values = [s.max_rss_bytes for s in self.steps if s.max_rss_bytes is not None]
+        return max(values) if values else None

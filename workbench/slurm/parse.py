@@ -15,6 +15,7 @@ from .models import (
     Job,
     JobState,
     JobUsage,
+    LiveUsage,
     Node,
     Partition,
     StepUsage,
@@ -112,6 +113,18 @@ def parse_gres_indices(details: list[str]) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _tres_memory(tres: str) -> int | None:
+    """The ``mem=`` of a TRES string (``cpu=2,mem=2G,node=1``) in bytes; None without one."""
+    for item in tres.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key == "mem":
+            try:
+                return parse_size_bytes(value, default_unit="M")
+            except ValueError:
+                return None
+    return None
+
+
 def parse_jobs(text: str) -> list[Job]:
     """``squeue --json`` to jobs (22.05 ignores squeue's filters with --json: filter here)."""
     jobs = []
@@ -139,6 +152,7 @@ def parse_jobs(text: str) -> list[Job]:
             exit_code=exit_code if isinstance(exit_code, int) else None,
             priority=int(j.get("priority") or 0),
             gpu_indices=parse_gres_indices(j.get("gres_detail") or []),
+            memory_bytes=_tres_memory(j.get("tres_alloc_str") or j.get("tres_req_str") or ""),
         ))
     return jobs
 
@@ -434,3 +448,30 @@ def parse_job_usage(text: str) -> list[JobUsage]:
             nodes="" if r[18] == "None assigned" else r[18],
             cancelled_by_uid=int(by.group(1)) if by else None)
     return [JobUsage(**fields, steps=tuple(steps.get(raw, ()))) for raw, fields in jobs.items()]
+
+
+def parse_live_usage(text: str) -> dict[int, LiveUsage]:
+    """Rows of :func:`~workbench.slurm.queries.live_usage` (``sstat -a -nP --noconvert`` with
+    ``JobID,TresUsageInTot,MaxRSS``: ``2.batch|cpu=00:00:05,...,mem=8159232,...|8159232``)
+    to each job's :class:`LiveUsage`; jobs with no running step are not in the answer
+    (sstat says so on stderr), other lines are skipped."""
+    steps: dict[int, list[StepUsage]] = {}
+    for r in parse_rows(text):
+        if len(r) != 3:
+            continue
+        raw, dot, step = r[0].partition(".")
+        if not raw.isdigit() or not dot:
+            continue
+        cpu = ""
+        for item in r[1].split(","):
+            key, _, value = item.partition("=")
+            if key == "cpu":
+                cpu = value
+        try:
+            usage = StepUsage(step=step, state=JobState.RUNNING, exit_code="",
+                              total_cpu_s=parse_cpu_time(cpu),
+                              max_rss_bytes=parse_size_bytes(r[2]))
+        except ValueError:
+            continue
+        steps.setdefault(int(raw), []).append(usage)
+    return {job: LiveUsage(job, tuple(s)) for job, s in steps.items()}

@@ -10,7 +10,17 @@ from datetime import UTC, date, datetime
 
 from . import parse
 from .client import Query
-from .models import AccountedJob, Association, GpuUse, Job, JobState, JobUsage, Node, Partition
+from .models import (
+    AccountedJob,
+    Association,
+    GpuUse,
+    Job,
+    JobState,
+    JobUsage,
+    LiveUsage,
+    Node,
+    Partition,
+)
 
 #: the ``sacct`` fields :func:`history` reads, in order (nothing else is asked for)
 HISTORY_FIELDS = ("JobIDRaw", "JobID", "JobName", "User", "Account", "Partition", "State",
@@ -174,3 +184,21 @@ def user_efficiency(user: str, start: datetime, end: datetime | None = None
                            _utc(end) if end else "now",
                            "--format=" + ",".join(EFFICIENCY_FIELDS)),
                  parse.parse_job_usage, env={"TZ": "UTC"})
+
+
+#: the ``sstat`` fields :func:`live_usage` reads: each running step's CPU time and peak RSS
+LIVE_USAGE_FIELDS = ("JobID", "TresUsageInTot", "MaxRSS")
+
+
+def live_usage(job_ids: Iterable[int]) -> Query[dict[int, LiveUsage]]:
+    """What each running job of ``job_ids`` has used so far, from ``sstat`` (every running
+    step, ``-a``; sizes in bytes, ``--noconvert``): one call for all of them. sstat asks
+    each job's node, not accounting, so the figures are those of the steps' last poll
+    (``JobAcctGatherFrequency``, and each sstat). A job that is not running is left out of
+    the answer (sstat says so on stderr and still exits 0). Run it as root or as the jobs'
+    owner: others' jobs are refused."""
+    ids = ",".join(str(int(j)) for j in job_ids)
+    if not ids:
+        raise ValueError("live_usage() needs at least one job id")
+    return Query("sstat", ("-a", "-nP", "--noconvert", "-j", ids,
+                           "--format=" + ",".join(LIVE_USAGE_FIELDS)), parse.parse_live_usage)
