@@ -50,6 +50,9 @@ class Site:
     proxy_api_port: int = 8001
     people: People | None = None  # the demo's people (workbench.demo.people); a site: None
     reconcile_interval: int = 300
+    # seconds between route syncs (the reconciler's POST /hub/api/proxy): how long sessions
+    # stay unreachable after a proxy restarted on its own (JupyterHub's own pass: 300 s)
+    routes_interval: int = 15
     cull_timeout: int = 3600
     cull_every: int = 300
     profile: str = "demo"

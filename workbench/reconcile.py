@@ -8,6 +8,10 @@ session's job, :func:`~workbench.tags.worker_tag`) is an orphan as soon as that 
 no longer owned by a server or no longer active: nothing runs on after its session.
 Runs as the JupyterHub service ``workbench-reconciler`` (``workbench reconcile``), with the
 ``admin:server_state`` scope to read which job each server holds.
+
+It also keeps the proxy's routes in step with the hub (:func:`sync_routes`, scope ``proxy``):
+a proxy that was restarted (it crashed, a unit restarted it) starts with no routes, and
+JupyterHub itself only puts them back at its next activity pass (5 minutes).
 """
 
 from __future__ import annotations
@@ -106,10 +110,19 @@ def reconcile_once(slurm: SlurmClient, hub: HubClient, hub_id: str,
     return orphans
 
 
+def sync_routes(hub: HubClient) -> int:
+    """Ask the hub to put its routes into the proxy now (``POST /hub/api/proxy``: the hub's
+    own ``check_routes``, which adds what is missing and removes what is stale); returns how
+    many routes the proxy has then."""
+    hub.request("POST", "proxy")
+    return len(hub.get("proxy") or {})
+
+
 def run_forever(slurm: SlurmClient, hub: HubClient, hub_id: str, audit: AuditLog,
-                interval: float, min_age_s: float) -> None:
+                interval: float, min_age_s: float, routes_every: float = 0) -> None:
     """A pass now (hub start-up), then one every ``interval`` seconds; a failed pass is
-    logged and the next one tries again."""
+    logged and the next one tries again. ``routes_every`` (seconds, 0: never): how often the
+    proxy's routes are put in step with the hub (:func:`sync_routes`)."""
 
     def one_pass():
         try:
@@ -118,6 +131,14 @@ def run_forever(slurm: SlurmClient, hub: HubClient, hub_id: str, audit: AuditLog
         except (SlurmError, HubAPIError) as e:
             log.warning("reconcile pass failed, next try in %.0f s: %s", interval, e)
 
+    def routes_pass():
+        try:
+            sync_routes(hub)
+        except HubAPIError as e:
+            log.warning("route sync failed, next try in %.0f s: %s", routes_every, e)
+
     one_pass()
     PeriodicCallback(one_pass, interval * 1000).start()
+    if routes_every:
+        PeriodicCallback(routes_pass, routes_every * 1000).start()
     IOLoop.current().start()

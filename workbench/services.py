@@ -65,9 +65,11 @@ def registry(site) -> list[HubService]:
         HubService(
             "workbench-reconciler",
             (py, "-m", "workbench.cli", "-v", "reconcile", "--interval",
-             str(site.reconcile_interval)),
-            "Cancels jobs tagged for this hub that no server owns",
-            scopes=("list:users", "read:users", "read:servers", "admin:server_state")),
+             str(site.reconcile_interval), "--routes-every", str(site.routes_interval)),
+            "Cancels jobs tagged for this hub that no server owns; keeps the proxy's routes "
+            "in step with the hub",
+            scopes=("list:users", "read:users", "read:servers", "admin:server_state",
+                    "proxy")),
         HubService(
             "idle-culler",
             (py, "-m", "jupyterhub_idle_culler", f"--url={site.hub_api_url}",

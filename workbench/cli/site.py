@@ -110,7 +110,7 @@ def cmd_reconcile(args) -> int:
         print(f"cancelled {len(done)} orphan job(s)" +
               "".join(f"\n  {o.job.job_id} {o.user}/{o.server}" for o in done))
         return 0
-    run_forever(slurm, hub, hub_id, audit, args.interval, args.min_age)
+    run_forever(slurm, hub, hub_id, audit, args.interval, args.min_age, args.routes_every)
     return 0
 
 
@@ -200,6 +200,11 @@ def add_commands(sub) -> None:
                     help="seconds between passes (default 300)")
     rc.add_argument("--min-age", type=float, default=120,
                     help="leave jobs younger than this many seconds alone (default 120)")
+    rc.add_argument("--routes-every", type=float, default=0,
+                    help="seconds between putting the proxy's routes in step with the hub "
+                    "(POST /hub/api/proxy; needs the proxy scope), so sessions are reachable "
+                    "again soon after a proxy restart (default 0: never; the hub service "
+                    "runs it every 15)")
     rc.add_argument("--hub-id", help="the hub name in job tags (default: this host's name)")
     rc.add_argument("--api-url", help="the hub API (default: $JUPYTERHUB_API_URL)")
     rc.set_defaults(func=cmd_reconcile)

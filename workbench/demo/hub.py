@@ -52,10 +52,11 @@ class LocalHub:
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
         return env
 
-    def start_proxy(self) -> None:
+    def start_proxy(self) -> bool:
+        """Start the proxy unless it runs; True when it was started (it has no routes yet)."""
         pidfile = self.home.pidfile("proxy")
         if daemons.read_pid(pidfile):
-            return
+            return False
         chp = shutil.which("configurable-http-proxy")
         if not chp:
             raise RuntimeError("configurable-http-proxy is not installed (npm install -g "
@@ -69,6 +70,16 @@ class LocalHub:
         daemons.wait_until(
             lambda: _answers(f"http://127.0.0.1:{self.site.proxy_api_port}/api/routes") or
             _answers(self.url), "configurable-http-proxy", 30)
+        return True
+
+    def sync_routes(self) -> int:
+        """Have the hub put every route into the proxy now (the reconciler's token, scope
+        ``proxy``: :func:`workbench.reconcile.sync_routes`); the number of routes then."""
+        from ..hubapi import HubClient
+        from ..reconcile import sync_routes
+        return sync_routes(HubClient(self.site.hub_api_url,
+                                     self.site.service_token("workbench-reconciler"),
+                                     timeout=30))
 
     def start_hub(self, timeout: float = 90) -> None:
         pidfile = self.home.pidfile("jupyterhub-daemon")
@@ -144,8 +155,10 @@ class LocalHub:
 
     def up(self) -> None:
         self.write_lab_overrides()
-        self.start_proxy()
+        new_proxy = self.start_proxy()
         self.start_hub()
+        if new_proxy:  # a proxy restarted under a running hub: the sessions' routes, now
+            log.info("the proxy was restarted: %d routes restored", self.sync_routes())
         self.start_services()
 
     def is_up(self) -> bool:
