@@ -19,6 +19,7 @@ from workbench.resources import InvalidRequest
 from workbench.slurm import SlurmError, queries
 from workbench.slurm.snapshot import shared_partitions
 from workbench.walltime import plan_extension, walltime
+from workbench.webinput import json_body
 
 ROUTE = r"/api/workbench/walltime/(?P<user_name>[^/]+)/?(?P<server_name>[^/]*)"
 _EXTENDING: dict[str, asyncio.Lock] = {}  # per session (spawner._log_name)
@@ -59,7 +60,7 @@ class WalltimeHandler(APIHandler):
     @needs_scope("servers")
     async def post(self, user_name, server_name=""):
         spawner = self._spawner(user_name, server_name)
-        body = self.get_json_body() or {}
+        body = json_body(self) or {}
         if not isinstance(body, dict) or set(body) != {"minutes"}:
             raise web.HTTPError(400, 'the body must be {"minutes": <whole number>}')
         # one extension of a session at a time: a second one (another tab, a double click)

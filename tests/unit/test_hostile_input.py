@@ -1,0 +1,200 @@
+"""Hostile input to the web APIs, as a user sends it: the catalogue and help services run
+in-process behind a real Tornado server on a free port (the hub's OAuth replaced by a
+``Authorization: token NAME`` that names the caller), and every answer is checked as a user
+would: its status, its JSON message naming what was wrong, and that nothing changed.
+
+Also the one body reader (:mod:`workbench.webinput`) that every JSON API uses, and the
+whole numbers read from query parameters, paths and the spawn form."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+from tornado.testing import bind_unused_port
+from tornado.web import HTTPError
+
+import extensions.hubservice
+from extensions.catalogue.service import ROUTES as CATALOGUE_ROUTES
+from extensions.help.service import ROUTES as HELP_ROUTES
+from extensions.hubservice import listen, make_app
+from workbench.audit import AuditLog
+from workbench.catalogue import demodata
+from workbench.catalogue.policy import LicenceStore, Membership, ProjectInfo
+from workbench.catalogue.store import CatalogueStore
+from workbench.help import HelpDesk, HelpStore
+from workbench.paths import data_file
+
+ROOT = Path(__file__).resolve().parents[2]
+MEMBERS = Membership((ProjectInfo("research-medai", "research", ("bob",)),
+                      ProjectInfo("startup-helios", "startups", ("alice",))))
+GROUPS = {"sam": ["support"]}
+
+#: bodies no JSON API may answer with a 500: (body, status, words of the message)
+HOSTILE_BODIES = [
+    (b'{"minutes": ' + b"9" * 5000 + b"}", 400, "digits"),
+    (b"[" * 20000 + b"]" * 20000, 400, "deep"),
+    (b'{"accept": "' + b"x" * 100_000 + b'"}', 413, "KiB"),
+    (b'{"minutes": 1e999}', 400, "out of range"),
+    (b'{"minutes": NaN}', 400, "not JSON"),
+    (b"\xff\xfe", 400, "UTF-8"),
+]
+
+
+class FakeHub:
+    """The hub's sharing API as the help desk sees it: every server runs, shares recorded."""
+
+    def __init__(self):
+        self.granted: list[tuple] = []
+
+    async def server(self, owner, server="", ready=True):
+        return {"name": server, "ready": True}
+
+    async def shares(self, owner, server=""):
+        return []
+
+    async def grant(self, owner, server, helper):
+        self.granted.append((owner, server, helper))
+        return {}
+
+    async def revoke(self, owner, server, helper):
+        return None
+
+
+@pytest.fixture
+def as_user(monkeypatch):
+    """The hub's OAuth replaced: ``Authorization: token NAME`` is the hub user NAME."""
+    def current_user(handler):
+        auth = handler.request.headers.get("Authorization", "")
+        name = auth.removeprefix("token ").strip()
+        return {"name": name, "groups": GROUPS.get(name, []), "admin": False} if name else None
+    monkeypatch.setattr(extensions.hubservice.APIHandler, "get_current_user", current_user)
+
+
+async def serve(routes, settings, prefix):
+    """The service's app on a free port, served as every service is (its body limits)."""
+    sock, port = bind_unused_port()
+    server = listen(make_app(routes, settings, prefix=prefix), port, sockets=[sock])
+    return server, f"http://127.0.0.1:{port}{prefix}"
+
+
+@pytest.fixture
+async def help_service(tmp_path, as_user):
+    store, audit = HelpStore(tmp_path / "help.sqlite"), AuditLog(tmp_path / "audit.sqlite")
+    desk = HelpDesk(store, FakeHub(), audit, slurm=None, hub_prefix="/")
+
+    async def catch_up(full=True):
+        return []
+    server, url = await serve(HELP_ROUTES, {"desk": desk, "catch_up": catch_up,
+                                            "service_prefix": "/services/help/"},
+                              "/services/help/")
+    yield SimpleNamespace(url=url, store=store, audit=audit, desk=desk)
+    server.stop()
+
+
+@pytest.fixture
+async def catalogue_service(tmp_path, as_user):
+    root = tmp_path / "datasets"
+    demodata.generate(root, only=["crop-yields"])
+    audit = AuditLog(tmp_path / "audit.sqlite")
+    store = CatalogueStore(data_file("cluster", "catalogue.yaml"), root, audit, None,
+                           LicenceStore(audit), membership=lambda: MEMBERS, enforce=False)
+    server, url = await serve(CATALOGUE_ROUTES, {"store": store,
+                                                 "service_prefix": "/services/catalogue/"},
+                              "/services/catalogue/")
+    yield SimpleNamespace(url=url, store=store, audit=audit)
+    server.stop()
+
+
+async def call(url, method="GET", body=None, user="alice", **kw):
+    """(status, JSON answer) of one request."""
+    reply = await AsyncHTTPClient().fetch(
+        url, method=method, body=body, headers={"Authorization": f"token {user}"},
+        raise_error=False, allow_nonstandard_methods=True, request_timeout=30, **kw)
+    assert reply.code != 599, f"no HTTP answer: {reply.error}"
+    assert reply.headers.get("Content-Type", "").startswith("application/json"), reply.body[:200]
+    return reply.code, json.loads(reply.body)
+
+
+async def ask(service, **fields):
+    body = {"message": "it fails", "minutes": 60, **fields}
+    return await call(service.url + "api/requests", "POST", json.dumps(body).encode())
+
+
+# -- one body reader, with limits, for every JSON API ---------------------------------------
+
+
+@pytest.mark.parametrize("body,status,words", HOSTILE_BODIES)
+async def test_help_refuses_hostile_bodies_and_changes_nothing(help_service, body, status,
+                                                               words):
+    code, created = await ask(help_service)
+    assert code == 201
+    before = help_service.store.get(created["id"])
+    code, answer = await call(help_service.url + "api/requests", "POST", body)
+    assert (code, words in answer["message"]) == (status, True), answer
+    code, answer = await call(help_service.url + f"api/requests/{created['id']}", "PATCH",
+                              body)
+    assert (code, words in answer["message"]) == (status, True), answer
+    assert help_service.store.get(created["id"]) == before
+    assert len(help_service.store.open_requests()) == 1
+    assert [r.action for r in help_service.audit.records()] == ["help.requested"]
+
+
+@pytest.mark.parametrize("body,status,words", HOSTILE_BODIES)
+async def test_catalogue_refuses_hostile_bodies_and_changes_nothing(catalogue_service, body,
+                                                                    status, words):
+    for action in ("licence", "open"):
+        code, answer = await call(
+            catalogue_service.url + f"api/datasets/health-records/{action}", "POST", body,
+            user="bob")
+        assert (code, words in answer["message"]) == (status, True), (action, answer)
+    assert catalogue_service.audit.records() == []
+    code, answer = await call(catalogue_service.url + "api/datasets/health-records",
+                              user="bob")
+    assert answer["access"]["status"] == "licence-required"
+
+
+async def test_a_5_mib_body_to_the_help_service_is_a_413_json_answer(help_service):
+    """The server reads the body to its end and answers: closing the connection under the
+    upload made the hub's proxy answer with its own 503 page."""
+    body = json.dumps({"message": "x" * (5 * 1024 * 1024), "minutes": 60}).encode()
+    code, answer = await call(help_service.url + "api/requests", "POST", body)
+    assert code == 413 and "64 KiB" in answer["message"]
+    assert help_service.store.open_requests() == []
+    # the same connection pool still works: a small request after it is answered
+    assert (await ask(help_service))[0] == 201
+
+
+def test_the_reader_counts_depth_without_recursion_and_ignores_brackets_in_strings():
+    from workbench.webinput import BadInput, depth, read_json
+    assert depth('{"a": "[[[{{{", "b": [[1]]}') == 3
+    assert depth("[" * 100_000) == 100_000
+    assert read_json(b'{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}') == {"a": "[" * 40}
+    assert read_json(b"") is None and read_json(b'{"n": -123456789012345678}')
+    with pytest.raises(BadInput) as e:
+        read_json(b'"' + b'\\"' * 30_000)  # an unterminated string is not JSON, quickly
+    assert e.value.status == 400
+
+
+def test_hub_and_session_handlers_refuse_through_the_reader_with_http_errors():
+    from workbench.webinput import json_body
+    for body, status, words in HOSTILE_BODIES:
+        with pytest.raises(HTTPError) as e:
+            json_body(SimpleNamespace(request=SimpleNamespace(body=body)))
+        assert e.value.status_code == status and words in e.value.log_message
+
+
+def test_every_json_api_reads_its_body_through_the_one_reader():
+    """No handler parses a request body itself (jupyterhub's and jupyter_server's
+    get_json_body have no limits; json.loads of a body neither)."""
+    found = []
+    for folder in ("workbench", "spawners", "extensions"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if re.search(r"get_json_body\(\)|loads\(\w*\.?request\.body", line):
+                    found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert found == [], "\n".join(found)
