@@ -13,6 +13,9 @@ API (JSON, under ``/services/help/``; a hub token or the service's OAuth cookie)
 - ``GET api/access[?server=NAME]``: who has access to the caller's server now (the hub's
   shares, the caller's own named shares included).
 
+Bodies are read by :mod:`workbench.webinput` (400, or 413 over 64 KiB); an id no request can
+have is 404.
+
 Before it listens, and before every call, the service revokes whatever expired meanwhile
 (:meth:`workbench.help.HelpDesk.catch_up`); then it checks every second.
 """
@@ -38,12 +41,15 @@ from workbench.help.jobinfo import JOB_OUTPUT
 from workbench.help.store import HelpStore
 from workbench.paths import FactoryHome
 from workbench.slurm import SlurmClient
+from workbench.webinput import whole
 
 log = logging.getLogger("extensions.help")
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 class HelpHandler(APIHandler):
+    refusals = (*APIHandler.refusals, HelpError)
+
     @property
     def desk(self) -> HelpDesk:
         return self.settings["desk"]
@@ -56,13 +62,6 @@ class HelpHandler(APIHandler):
         await super().prepare()
         await self.settings["catch_up"](full=False)  # nothing expired is served
 
-    def _handle_request_exception(self, e):
-        if isinstance(e, HelpError):
-            e = ServiceError(e.status, e.message)
-            self.send_error(e.status_code, exc_info=(type(e), e, None))
-            return
-        super()._handle_request_exception(e)
-
 
 class RequestsHandler(HelpHandler):
     async def get(self):
@@ -74,22 +73,30 @@ class RequestsHandler(HelpHandler):
         self.write_json(self.desk.details(request), status=201)
 
 
-class RequestHandler(HelpHandler):
-    async def get(self, request_id):
-        self.write_json(self.desk.details(self.desk.get(self.caller, int(request_id))))
+def request_id(text: str) -> int:
+    """The id in a request's path; an id no request can have (too many digits) is 404."""
+    number = whole(text)
+    if number is None:
+        raise ServiceError(404, f"no help request {text[:30]}")
+    return number
 
-    async def patch(self, request_id):
-        request = await self.desk.change(self.caller, int(request_id), self.json_body())
+
+class RequestHandler(HelpHandler):
+    async def get(self, rid):
+        self.write_json(self.desk.details(self.desk.get(self.caller, request_id(rid))))
+
+    async def patch(self, rid):
+        request = await self.desk.change(self.caller, request_id(rid), self.json_body())
         self.write_json(self.desk.details(request))
 
-    async def delete(self, request_id):
-        request = await self.desk.close(self.caller, int(request_id))
+    async def delete(self, rid):
+        request = await self.desk.close(self.caller, request_id(rid))
         self.write_json(self.desk.details(request))
 
 
 class JoinHandler(HelpHandler):
-    async def post(self, request_id):
-        request = await self.desk.join(self.caller, int(request_id))
+    async def post(self, rid):
+        request = await self.desk.join(self.caller, request_id(rid))
         self.write_json(self.desk.details(request))
 
 
@@ -210,8 +217,8 @@ class HelpService(Application):
 ROUTES = [
     (r"", ListPage),
     (r"api/requests", RequestsHandler),
-    (r"api/requests/(\d+)", RequestHandler),
-    (r"api/requests/(\d+)/join", JoinHandler),
+    (r"api/requests/([0-9]+)", RequestHandler),
+    (r"api/requests/([0-9]+)/join", JoinHandler),
     (r"api/access", AccessHandler),
 ]
 

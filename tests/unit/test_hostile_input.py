@@ -12,6 +12,7 @@ import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
@@ -22,12 +23,14 @@ import extensions.hubservice
 from extensions.catalogue.service import ROUTES as CATALOGUE_ROUTES
 from extensions.help.service import ROUTES as HELP_ROUTES
 from extensions.hubservice import listen, make_app
+from spawners.form import options_from_form
 from workbench.audit import AuditLog
 from workbench.catalogue import demodata
 from workbench.catalogue.policy import LicenceStore, Membership, ProjectInfo
 from workbench.catalogue.store import CatalogueStore
 from workbench.help import HelpDesk, HelpStore
 from workbench.paths import data_file
+from workbench.resources import parse_runtime_min
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = Membership((ProjectInfo("research-medai", "research", ("bob",)),
@@ -198,3 +201,59 @@ def test_every_json_api_reads_its_body_through_the_one_reader():
                 if re.search(r"get_json_body\(\)|loads\(\w*\.?request\.body", line):
                     found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert found == [], "\n".join(found)
+
+
+# -- whole numbers: ASCII digits only, within range -----------------------------------------
+
+
+@pytest.mark.parametrize("param", ["limit", "offset"])
+@pytest.mark.parametrize("value", ["²", "①", "٣", "9" * 5000, "-1", "1.5"])
+async def test_unicode_digits_in_limit_and_offset_are_400_naming_the_parameter(
+        catalogue_service, param, value):
+    code, answer = await call(catalogue_service.url + f"api/datasets?{param}={quote(value)}")
+    assert code == 400 and answer["message"].startswith(param), answer
+
+
+async def test_help_request_ids_beyond_the_database_are_404(help_service):
+    for rid in (2**63, 2**64 + 1, 2**31, "9" * 5000):
+        for method, path, body in (("GET", "", None), ("DELETE", "", None),
+                                   ("PATCH", "", b'{"minutes": 60}'),
+                                   ("POST", "/join", b"")):
+            code, answer = await call(help_service.url + f"api/requests/{rid}{path}", method,
+                                      body, user="sam")
+            assert code == 404 and "no help request" in answer["message"], (method, answer)
+
+
+def test_the_spawn_form_and_runtimes_take_ascii_digits_only():
+    assert options_from_form({"gpus": ["2"], "cpus": ["-3"]}) == {"gpus": 2, "cpus": -3}
+    # passed on as text, so that the request check names the field (int() raised before)
+    assert options_from_form({"gpus": ["²"], "cpus": ["--5"]}) == {"gpus": "²", "cpus": "--5"}
+    assert parse_runtime_min("120") == 120
+    for bad in ("①", "9" * 5000):
+        with pytest.raises(ValueError, match="not a runtime"):
+            parse_runtime_min(bad)
+
+
+async def test_a_job_id_of_unicode_digits_is_400(catalogue_service):
+    code, answer = await call(catalogue_service.url + "api/datasets/crop-yields/open", "POST",
+                              json.dumps({"job_id": "²"}).encode(), user="bob")
+    assert code == 400 and "job_id" in answer["message"]
+    assert catalogue_service.audit.records() == []
+
+
+# -- GET datasets/{id}: what the README promises --------------------------------------------
+
+
+@pytest.mark.parametrize("query,words", [
+    ("?nope=1", "unknown query parameter 'nope'"),
+    ("?project=research-medai&project=startup-helios", "give project once"),
+    ("?project=" + "p" * 300, "project"),
+])
+async def test_dataset_details_refuse_unknown_and_repeated_parameters(catalogue_service,
+                                                                      query, words):
+    code, answer = await call(catalogue_service.url + "api/datasets/crop-yields" + query,
+                              user="bob")
+    assert code == 400 and words in answer["message"], answer
+    code, answer = await call(catalogue_service.url + "api/datasets/crop-yields"
+                              "?project=research-medai", user="bob")
+    assert code == 200 and answer["id"] == "crop-yields"

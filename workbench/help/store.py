@@ -37,6 +37,8 @@ from workbench import db
 MIN_MINUTES, MAX_MINUTES, DEFAULT_MINUTES = 30, 480, 120
 #: the most characters of a message and of a notebook path
 MAX_MESSAGE, MAX_NOTEBOOK = 4000, 1024
+#: the largest request id: the ``id`` column is a 32-bit integer on PostgreSQL
+MAX_ID = 2**31 - 1
 
 # The layout the store had as a plain SQLite file, so files written before stay readable:
 # times are ISO text (UTC), ``job`` a JSON object, ``joined`` a JSON list.
@@ -183,6 +185,8 @@ class HelpStore(db.Store):
         return [self._row(r) for r in rows]
 
     def get(self, request_id: int) -> HelpRequest:
+        if not 0 < request_id <= MAX_ID:  # the database would refuse it: none has this id
+            raise HelpError(404, f"no help request {request_id}")
         found = self._select(_t.id == request_id)
         if not found:
             raise HelpError(404, f"no help request {request_id}")
