@@ -4,6 +4,7 @@ API (JSON, under ``/services/help/``; a hub token or the service's OAuth cookie)
 
 - ``POST api/requests`` ``{"message": "...", "notebook": "train.ipynb", "minutes": 120}``:
   share the caller's own running server with the support group for ``minutes`` (30-480);
+  ``notebook`` is a path inside that server (:func:`workbench.help.store.check_notebook`);
 - ``GET api/requests``: the caller's requests (support: also every open one), with the job,
   node, partition, GPUs and the tail of the job's output;
 - ``GET api/requests/{id}``; ``PATCH api/requests/{id}`` ``{"minutes": N}`` (owner: support

@@ -9,10 +9,11 @@ whole numbers read from query parameters, paths and the spawn form."""
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
@@ -257,3 +258,42 @@ async def test_dataset_details_refuse_unknown_and_repeated_parameters(catalogue_
     code, answer = await call(catalogue_service.url + "api/datasets/crop-yields"
                               "?project=research-medai", user="bob")
     assert code == 200 and answer["id"] == "crop-yields"
+
+
+# -- the notebook of a help request, and Join's link -----------------------------------------
+
+BAD_NOTEBOOKS = [
+    "%2e%2e/%2e%2e/%2e%2e/%2e%2e/hub/logout", "..\\..\\hub\\logout", "a\x00b.ipynb",
+    "/etc/passwd", "../x.ipynb", "work/../../x", "%252e%252e/x", "a//b.ipynb", "./a.ipynb",
+    "dir/", "a\u202eb.ipynb", "n" * 300 + ".ipynb",
+]
+
+
+@pytest.mark.parametrize("notebook", BAD_NOTEBOOKS)
+async def test_a_notebook_outside_the_owners_server_is_refused(help_service, notebook):
+    code, answer = await ask(help_service, notebook=notebook)
+    assert code == 400 and answer["message"].startswith("notebook"), answer
+    assert help_service.store.open_requests() == []
+    assert help_service.audit.records() == []
+
+
+async def test_a_notebook_path_is_kept_and_its_link_quoted(help_service):
+    code, answer = await ask(help_service, notebook="my work/50% done #2.ipynb")
+    assert code == 201, answer
+    assert answer["notebook"] == "my work/50% done #2.ipynb"
+    assert answer["lab_url"] == "/user/alice/lab/tree/my%20work/50%25%20done%20%232.ipynb"
+    code, answer = await call(help_service.url + f"api/requests/{answer['id']}/join", "POST",
+                              b"", user="sam")
+    assert code == 200 and answer["lab_url"].startswith("/user/alice/lab/tree/my%20work/")
+
+
+def test_join_links_stay_in_the_owners_server_whatever_was_stored(tmp_path):
+    """A request stored before the notebook was checked still links inside its server."""
+    store = HelpStore(tmp_path / "help.sqlite")
+    desk = HelpDesk(store, FakeHub(), AuditLog(tmp_path / "audit.sqlite"), hub_prefix="/")
+    for i, notebook in enumerate(BAD_NOTEBOOKS):
+        request = store.add(f"user{i}", "", "group:support", "help", notebook, 60, {})
+        for key in ("url", "lab_url"):
+            path = posixpath.normpath(unquote(urlsplit(desk.details(request)[key]).path))
+            assert path.startswith(f"/user/user{i}"), (notebook, path)
+        assert "/../" not in desk.details(request)["lab_url"]
