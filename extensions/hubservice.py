@@ -138,6 +138,40 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         self.finish(json.dumps(body))
 
 
+class OpenAPIHandler(APIHandler):
+    """``GET api/openapi.json``: the service's OpenAPI 3 document (``settings["openapi"]``)."""
+
+    def get(self):
+        self.write_json(self.settings["openapi"])
+
+
+def openapi(title: str, description: str, paths: dict) -> dict:
+    """An OpenAPI 3 document of a service's API: ``paths`` relative to the service prefix,
+    every operation answering errors as ``{"message": ...}`` (401, 403, 400, 413 ...)."""
+    error = {"description": "refused, with the reason",
+             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for operations in paths.values():
+        for operation in operations.values():
+            operation.setdefault("responses", {}).setdefault("default", error)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": title, "description": description, "version": "1"},
+        "security": [{"hubToken": []}],
+        "paths": {"/api/openapi.json": {"get": {
+            "summary": "this document",
+            "responses": {"200": {"description": "OpenAPI 3", "content": {
+                "application/json": {"schema": {"type": "object"}}}}, "default": error}}},
+            **paths},
+        "components": {
+            "schemas": {"Error": {"type": "object", "required": ["message"],
+                                  "properties": {"message": {"type": "string"}}}},
+            "securitySchemes": {"hubToken": {
+                "type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "a hub token: 'token <token>' (or the service's OAuth cookie)"}},
+        },
+    }
+
+
 class PageHandler(HubOAuthenticated, web.RequestHandler):
     """An HTML page: a browser without a hub login is sent through the hub's OAuth; a user
     the hub did not grant access gets 403."""

@@ -15,6 +15,7 @@ API (JSON, under ``/services/catalogue/api/``; the caller's own hub token or OAu
   the path and distributions, or 403 ``{"message": ...}`` naming the rule; recorded in the
   audit trail and attached to the job (lineage);
 - ``GET catalogue.jsonld``: the whole catalogue as DCAT-AP JSON-LD.
+- ``GET openapi.json``: this API as an OpenAPI 3 document (:mod:`.openapi`).
 
 Unknown ids are 404; unknown or repeated parameters, ``offset``/``limit`` not in digits 0-9,
 malformed bodies (:mod:`workbench.webinput`) 400, a body over 64 KiB 413; a path is only ever
@@ -30,7 +31,8 @@ from pathlib import Path
 from traitlets import Bool, Unicode, default
 from traitlets.config import Application
 
-from extensions.hubservice import APIHandler, ServiceError, serve
+from extensions.catalogue.openapi import DOCUMENT
+from extensions.hubservice import APIHandler, OpenAPIHandler, ServiceError, serve
 from workbench.audit import AuditLog
 from workbench.catalogue import jsonld
 from workbench.catalogue.fsaccess import datasets_root
@@ -173,6 +175,7 @@ class JsonLdHandler(CatalogueHandler):
 
 
 ROUTES = [
+    (r"api/openapi.json", OpenAPIHandler),
     (r"api/datasets", DatasetsHandler),
     (r"api/datasets/([^/]+)", DatasetHandler),
     (r"api/datasets/([^/]+)/licence", LicenceHandler),
@@ -255,7 +258,7 @@ class CatalogueService(Application):
         cat = store.catalogue  # read (and checksum) before listening
         log.info("catalogue %s: %d datasets, %d skipped", cat.path, len(cat.datasets),
                  len(cat.errors))
-        serve(ROUTES, {"store": store,
+        serve(ROUTES, {"store": store, "openapi": DOCUMENT,
                        "service_prefix": os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")})
 
 

@@ -13,6 +13,7 @@ API (JSON, under ``/services/help/``; a hub token or the service's OAuth cookie)
 - ``POST api/requests/{id}/join`` (support): where to open the owner's JupyterLab;
 - ``GET api/access[?server=NAME]``: who has access to the caller's server now (the hub's
   shares, the caller's own named shares included).
+- ``GET api/openapi.json``: this API as an OpenAPI 3 document (:mod:`.openapi`).
 
 Bodies are read by :mod:`workbench.webinput` (400, or 413 over 64 KiB); an id no request can
 have is 404.
@@ -35,7 +36,8 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Float, Unicode, default
 from traitlets.config import Application
 
-from extensions.hubservice import APIHandler, PageHandler, ServiceError, serve
+from extensions.help.openapi import DOCUMENT
+from extensions.hubservice import APIHandler, OpenAPIHandler, PageHandler, ServiceError, serve
 from workbench.audit import AuditLog
 from workbench.help import Caller, HelpDesk, HelpError, HubShares
 from workbench.help.jobinfo import JOB_OUTPUT
@@ -210,12 +212,14 @@ class HelpService(Application):
 
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
         settings = {"desk": desk, "catch_up": catch_up, "service_prefix": prefix,
+                    "openapi": DOCUMENT,
                     "templates": Environment(loader=FileSystemLoader(TEMPLATES),
                                              autoescape=select_autoescape())}
         serve(ROUTES, settings, before=before_serving, started=started)
 
 
 ROUTES = [
+    (r"api/openapi.json", OpenAPIHandler),
     (r"", ListPage),
     (r"api/requests", RequestsHandler),
     (r"api/requests/([0-9]+)", RequestHandler),

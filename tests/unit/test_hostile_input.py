@@ -18,10 +18,12 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 from tornado.httpclient import AsyncHTTPClient
 from tornado.testing import bind_unused_port
-from tornado.web import HTTPError
+from tornado.web import HTTPError, RequestHandler
 
 import extensions.hubservice
+from extensions.catalogue.openapi import DOCUMENT as CATALOGUE_DOCUMENT
 from extensions.catalogue.service import ROUTES as CATALOGUE_ROUTES
+from extensions.help.openapi import DOCUMENT as HELP_DOCUMENT
 from extensions.help.service import ROUTES as HELP_ROUTES
 from extensions.hubservice import listen, make_app
 from spawners.form import options_from_form
@@ -94,7 +96,8 @@ async def help_service(tmp_path, as_user):
     async def catch_up(full=True):
         return []
     server, url = await serve(HELP_ROUTES, {"desk": desk, "catch_up": catch_up,
-                                            "service_prefix": "/services/help/"},
+                                            "service_prefix": "/services/help/",
+                                            "openapi": HELP_DOCUMENT},
                               "/services/help/")
     yield SimpleNamespace(url=url, store=store, audit=audit, desk=desk)
     server.stop()
@@ -107,7 +110,7 @@ async def catalogue_service(tmp_path, as_user):
     audit = AuditLog(tmp_path / "audit.sqlite")
     store = CatalogueStore(data_file("cluster", "catalogue.yaml"), root, audit, None,
                            LicenceStore(audit), membership=lambda: MEMBERS, enforce=False)
-    server, url = await serve(CATALOGUE_ROUTES, {"store": store,
+    server, url = await serve(CATALOGUE_ROUTES, {"store": store, "openapi": CATALOGUE_DOCUMENT,
                                                  "service_prefix": "/services/catalogue/"},
                               "/services/catalogue/")
     yield SimpleNamespace(url=url, store=store, audit=audit)
@@ -297,3 +300,38 @@ def test_join_links_stay_in_the_owners_server_whatever_was_stored(tmp_path):
             path = posixpath.normpath(unquote(urlsplit(desk.details(request)[key]).path))
             assert path.startswith(f"/user/user{i}"), (notebook, path)
         assert "/../" not in desk.details(request)["lab_url"]
+
+
+# -- each service's OpenAPI document ----------------------------------------------------------
+
+
+def api_routes(routes) -> set[tuple[str, str]]:
+    """(path template, method) of every API route of a service, its groups named {id}."""
+    out = set()
+    for pattern, handler in routes:
+        if not pattern.startswith("api/"):
+            continue  # pages, not the JSON API
+        path = "/" + re.sub(r"\([^)]*\)", "{id}", pattern).replace("\\", "")
+        for method in ("get", "post", "put", "patch", "delete"):
+            if getattr(handler, method) is not getattr(RequestHandler, method):
+                out.add((path, method))  # the handler answers it (tornado's own is a 405)
+    return out
+
+
+@pytest.mark.parametrize("routes,document", [(CATALOGUE_ROUTES, CATALOGUE_DOCUMENT),
+                                             (HELP_ROUTES, HELP_DOCUMENT)])
+def test_every_route_of_a_service_is_in_its_openapi_document(routes, document):
+    documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
+    assert api_routes(routes) == documented
+    assert document["openapi"].startswith("3.")
+    for ops in document["paths"].values():
+        for op in ops.values():
+            assert op["responses"]["default"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Error"}
+
+
+async def test_the_services_publish_their_openapi_documents(help_service, catalogue_service):
+    for service, document in ((help_service, HELP_DOCUMENT),
+                              (catalogue_service, CATALOGUE_DOCUMENT)):
+        code, answer = await call(service.url + "api/openapi.json")
+        assert code == 200 and answer == json.loads(json.dumps(document))
