@@ -28,11 +28,15 @@ from typing import Any
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import web
+from tornado.httpserver import HTTPServer
+
+from workbench.webinput import MAX_BODY, BadInput, read_json, whole
 
 log = logging.getLogger(__name__)
 
-#: the largest request body a service reads, in bytes
-MAX_BODY = 64 * 1024
+#: the largest body a service reads to its end (keeping only ``MAX_BODY`` of it) so that the
+#: caller gets its 413 answer; a larger one is refused at once and its connection closed
+DRAIN_BODY = 64 * 1024 * 1024
 
 
 class ServiceError(web.HTTPError):
@@ -44,15 +48,26 @@ class ServiceError(web.HTTPError):
         self.extra = extra
 
 
+@web.stream_request_body
 class APIHandler(HubOAuthenticated, web.RequestHandler):
     """A JSON endpoint. Every method needs a hub user with access to the service: without
     credentials 401, with a token or cookie lacking the access scope 403, each as
-    ``{"message": ...}``. Errors are JSON too, never a traceback."""
+    ``{"message": ...}``. Errors are JSON too, never a traceback: a refused input
+    (:class:`~workbench.webinput.BadInput`) is its 400/413 with the message.
+
+    The body streams in: a body over ``MAX_BODY`` is read to its end but not kept, and
+    :meth:`json_body` answers 413. Refusing it unread would close the connection under the
+    caller's upload, and the hub's proxy would answer its own 503 page instead."""
 
     # xsrf: HubOAuthenticated decides (a valid token needs none; a browser's cookie on a
     # POST/PUT/DELETE needs the _xsrf token, else the cookie is not accepted); no override
 
     async def prepare(self):
+        self._body, self._body_size = bytearray(), 0
+        self.request.connection.set_max_body_size(DRAIN_BODY)
+        declared = whole(self.request.headers.get("Content-Length", ""))
+        if declared is not None and declared > DRAIN_BODY:
+            raise ServiceError(413, f"the request body is over {MAX_BODY // 1024} KiB")
         if self.current_user is None:
             has_credentials = bool(self.request.headers.get("Authorization") or
                                    self.get_cookie(self.hub_auth.cookie_name))
@@ -81,16 +96,29 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
     def is_admin(self) -> bool:
         return bool(self.current_user.get("admin"))
 
+    def data_received(self, chunk: bytes) -> None:
+        self._body_size += len(chunk)
+        if len(self._body) <= MAX_BODY:
+            self._body += chunk[:MAX_BODY + 1 - len(self._body)]
+
     def json_body(self) -> Any:
-        """The request body as JSON; 413 when over ``MAX_BODY``, 400 when not JSON."""
-        if len(self.request.body) > MAX_BODY:
-            raise ServiceError(413, f"request body over {MAX_BODY // 1024} KiB")
-        if not self.request.body:
-            return {}
-        try:
-            return json.loads(self.request.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ServiceError(400, f"the body is not JSON: {e}") from e
+        """The request body as JSON ({} when empty), read by
+        :func:`workbench.webinput.read_json`: 413 over ``MAX_BODY``, 400 when not JSON or
+        beyond its limits."""
+        if self._body_size > MAX_BODY:
+            raise ServiceError(413, f"the request body is over {MAX_BODY // 1024} KiB")
+        data = read_json(bytes(self._body))
+        return {} if data is None else data
+
+    #: the exceptions answered as refusals, each with ``status``, ``message`` (and ``extra``)
+    refusals: tuple[type[Exception], ...] = (BadInput,)
+
+    def _handle_request_exception(self, e):
+        if isinstance(e, self.refusals):
+            e = ServiceError(e.status, e.message, **getattr(e, "extra", {}))
+            self.send_error(e.status_code, exc_info=(type(e), e, None))
+            return
+        super()._handle_request_exception(e)
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -108,6 +136,40 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             body = {"message": self._reason}
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
+
+
+class OpenAPIHandler(APIHandler):
+    """``GET api/openapi.json``: the service's OpenAPI 3 document (``settings["openapi"]``)."""
+
+    def get(self):
+        self.write_json(self.settings["openapi"])
+
+
+def openapi(title: str, description: str, paths: dict) -> dict:
+    """An OpenAPI 3 document of a service's API: ``paths`` relative to the service prefix,
+    every operation answering errors as ``{"message": ...}`` (401, 403, 400, 413 ...)."""
+    error = {"description": "refused, with the reason",
+             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for operations in paths.values():
+        for operation in operations.values():
+            operation.setdefault("responses", {}).setdefault("default", error)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": title, "description": description, "version": "1"},
+        "security": [{"hubToken": []}],
+        "paths": {"/api/openapi.json": {"get": {
+            "summary": "this document",
+            "responses": {"200": {"description": "OpenAPI 3", "content": {
+                "application/json": {"schema": {"type": "object"}}}}, "default": error}}},
+            **paths},
+        "components": {
+            "schemas": {"Error": {"type": "object", "required": ["message"],
+                                  "properties": {"message": {"type": "string"}}}},
+            "securitySchemes": {"hubToken": {
+                "type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "a hub token: 'token <token>' (or the service's OAuth cookie)"}},
+        },
+    }
 
 
 class PageHandler(HubOAuthenticated, web.RequestHandler):
@@ -138,13 +200,25 @@ def listen_address() -> tuple[str, int]:
     return url.hostname or "127.0.0.1", url.port or 80
 
 
+def listen(app: web.Application, port: int, host: str = "127.0.0.1",
+           sockets: list | None = None) -> HTTPServer:
+    """Serve ``app`` on ``host:port`` (or on already bound ``sockets``) as every service
+    does: API handlers read bodies up to ``DRAIN_BODY`` (they raise the limit per request)
+    and answer 413 over ``MAX_BODY``; any other handler reads no more than ``MAX_BODY``."""
+    server = HTTPServer(app, max_body_size=MAX_BODY)
+    if sockets:
+        server.add_sockets(sockets)
+    else:
+        server.listen(port, address=host)
+    return server
+
+
 async def _serve(app: web.Application, before=None, started=None) -> None:
     """Run ``before()`` (awaited), then listen, then call ``started()``; until SIGTERM."""
     if before is not None:
         await before()
     host, port = listen_address()
-    # bodies up to 64 x MAX_BODY (4 MiB) reach the handlers, which answer 413 with a message
-    server = app.listen(port, address=host, max_body_size=MAX_BODY * 64)
+    server = listen(app, port, host)
     log.info("%s listening on %s:%s", os.environ.get("JUPYTERHUB_SERVICE_NAME"), host, port)
     if started is not None:
         started()

@@ -20,6 +20,8 @@ from jupyterhub import apihandlers
 from jupyterhub.apihandlers import APIHandler
 from tornado import web
 
+from workbench.webinput import json_body
+
 ROUTE = r"/api/batchspawner"
 
 
@@ -32,7 +34,7 @@ class PortCallbackHandler(APIHandler):
                        None)
         if spawner is None:
             raise web.HTTPError(403, "this token belongs to no pending server")
-        body = self.get_json_body()
+        body = json_body(self)
         if not isinstance(body, dict) or set(body) != {"port"}:
             raise web.HTTPError(400, 'the body must be exactly {"port": <integer>}')
         port = body["port"]

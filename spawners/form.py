@@ -11,6 +11,7 @@ import jinja2
 from workbench.resources import ClusterView
 from workbench.slurm.parse import format_duration
 from workbench.waits import END_WORDS
+from workbench.webinput import whole
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
@@ -59,8 +60,9 @@ def options_from_form(formdata: Mapping[str, list[str]], spawner=None) -> dict:
         if key == "preset":
             continue
         value = values[0] if len(values) == 1 else values
-        if key in _INT_FIELDS and isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value.strip())
+        number = whole(value.strip(), signed=True) if isinstance(value, str) else None
+        if key in _INT_FIELDS and number is not None:
+            value = number
         elif isinstance(value, str):
             value = value.strip()
         options[key] = value

@@ -30,6 +30,7 @@ from tornado import web
 from workbench.presets import PresetError, PresetStore, check_name, check_options, why_not
 from workbench.resources import ClusterView
 from workbench.slurm import SlurmError
+from workbench.webinput import json_body
 
 ROUTE = r"/api/workbench/presets/(?P<user_name>[^/]+)/?(?P<preset_name>[^/]*)"
 
@@ -120,7 +121,7 @@ class PresetsHandler(APIHandler):
 
     async def put(self, user_name, preset_name=""):
         user = self._user(user_name)
-        body = self.get_json_body()
+        body = json_body(self)
         if not preset_name:
             raise web.HTTPError(400, "PUT names the preset: "
                                      "/hub/api/workbench/presets/{user}/{name}")

@@ -25,6 +25,7 @@ from workbench.sessions import gpu_samples_path
 from workbench.slurm import SlurmError, queries
 from workbench.slurm.snapshot import shared_partitions, shared_usage
 from workbench.walltime import plan_extension, walltime
+from workbench.webinput import json_body
 
 ROUTE = r"/api/workbench/walltime/(?P<user_name>[^/]+)/?(?P<server_name>[^/]*)"
 _EXTENDING: dict[str, asyncio.Lock] = {}  # per session (spawner._log_name)
@@ -80,7 +81,7 @@ class WalltimeHandler(APIHandler):
     @needs_scope("servers")
     async def post(self, user_name, server_name=""):
         spawner = self._spawner(user_name, server_name)
-        body = self.get_json_body() or {}
+        body = json_body(self) or {}
         if not isinstance(body, dict) or set(body) != {"minutes"}:
             raise web.HTTPError(400, 'the body must be {"minutes": <whole number>}')
         # one extension of a session at a time: a second one (another tab, a double click)

@@ -33,6 +33,7 @@ from .allocations.model import Allocations
 from .slurm import SlurmClient, queries
 from .slurm.models import Association, Node, Partition
 from .slurm.parse import format_duration, parse_duration_min
+from .webinput import whole
 
 _log = logging.getLogger(__name__)
 
@@ -237,8 +238,9 @@ def parse_runtime_min(value) -> int:
         return value
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return int(text)
+        minutes = whole(text)
+        if minutes is not None:
+            return minutes
         if _RUNTIME_RE.match(text):
             return parse_duration_min(text)
     raise ValueError(f"{value!r} is not a runtime like 02:00:00 or 120 (minutes)")

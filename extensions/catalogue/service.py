@@ -7,17 +7,19 @@ API (JSON, under ``/services/catalogue/api/``; the caller's own hub token or OAu
   a page of the matching datasets, each with ``access`` for this caller: ``{"status":
   "allowed" | "licence-required" | "refused", "reason": ..., "project": ...}``, and
   ``count``, how many match in all;
-- ``GET datasets/{id}``: the same for one dataset, plus its licence text when it must be
-  accepted, and its path and distributions when the caller may read it;
+- ``GET datasets/{id}`` (``project``): the same for one dataset, plus its licence text when
+  it must be accepted, and its path and distributions when the caller may read it;
 - ``POST datasets/{id}/licence`` ``{"accept": true}``: accept its licence (the file system
   opens the data to the caller at once);
 - ``POST datasets/{id}/open`` ``{"job_id": N, "node": "h100-1", "project": "..."}``: 200 with
   the path and distributions, or 403 ``{"message": ...}`` naming the rule; recorded in the
   audit trail and attached to the job (lineage);
 - ``GET catalogue.jsonld``: the whole catalogue as DCAT-AP JSON-LD.
+- ``GET openapi.json``: this API as an OpenAPI 3 document (:mod:`.openapi`).
 
-Unknown ids are 404, malformed queries and bodies 400; a path is only ever returned for a
-dataset the caller may read.
+Unknown ids are 404; unknown or repeated parameters, ``offset``/``limit`` not in digits 0-9,
+malformed bodies (:mod:`workbench.webinput`) 400, a body over 64 KiB 413; a path is only ever
+returned for a dataset the caller may read.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from pathlib import Path
 from traitlets import Bool, Unicode, default
 from traitlets.config import Application
 
-from extensions.hubservice import APIHandler, ServiceError, serve
+from extensions.catalogue.openapi import DOCUMENT
+from extensions.hubservice import APIHandler, OpenAPIHandler, ServiceError, serve
 from workbench.audit import AuditLog
 from workbench.catalogue import jsonld
 from workbench.catalogue.fsaccess import datasets_root
@@ -38,6 +41,7 @@ from workbench.catalogue.policy import LicenceStore
 from workbench.catalogue.store import CatalogueStore, Refusal
 from workbench.paths import FactoryHome
 from workbench.slurm import SlurmClient
+from workbench.webinput import query_int, whole
 
 log = logging.getLogger("extensions.catalogue")
 
@@ -45,29 +49,28 @@ log = logging.getLogger("extensions.catalogue")
 QUERY_PARAMS = ("q", "theme", "licence", "format", "personal_data", "data_space", "project",
                 "offset", "limit")
 MAX_QUERY = 200
+#: query parameters of GET datasets/{id}
+DATASET_PARAMS = ("project",)
 #: datasets per page of GET datasets: by default, and at most
 PAGE, MAX_PAGE = 100, 10_000
 _TRUE, _FALSE = {"true", "yes", "1"}, {"false", "no", "0"}
 
 
 class CatalogueHandler(APIHandler):
+    refusals = (*APIHandler.refusals, Refusal)
+
     @property
     def store(self) -> CatalogueStore:
         return self.settings["store"]
 
-    def _handle_request_exception(self, e):
-        if isinstance(e, Refusal):
-            e = ServiceError(e.status, e.message, **e.extra)
-            self.send_error(e.status_code, exc_info=(type(e), e, None))
-            return
-        super()._handle_request_exception(e)
 
-    def filters(self) -> dict:
+    def query(self, allowed: tuple[str, ...]) -> dict[str, str]:
+        """The query parameters, each once, known, one line of UTF-8 text; else 400."""
         args = self.request.query_arguments
-        unknown = sorted(set(args) - set(QUERY_PARAMS))
+        unknown = sorted(set(args) - set(allowed))
         if unknown:
             raise ServiceError(400, f"unknown query parameter {unknown[0][:40]!r}; allowed: "
-                               f"{', '.join(QUERY_PARAMS)}")
+                               f"{', '.join(allowed)}")
         out = {}
         for key, values in args.items():
             if len(values) != 1:
@@ -80,6 +83,10 @@ class CatalogueHandler(APIHandler):
                 raise ServiceError(400, f"{key} must be one line of at most {MAX_QUERY} "
                                    "characters")
             out[key] = value
+        return out
+
+    def filters(self) -> dict:
+        out = self.query(QUERY_PARAMS)
         if out.get("theme") and out["theme"].upper() not in THEMES:
             raise ServiceError(400, f"theme {out['theme'][:40]!r} is not an EU data theme; "
                                f"allowed: {', '.join(sorted(THEMES))}")
@@ -93,12 +100,8 @@ class CatalogueHandler(APIHandler):
             out["personal_data"] = flag in _TRUE
         if "format" in out:
             out["fmt"] = out.pop("format")
-        for key, initial, most in (("offset", 0, None), ("limit", PAGE, MAX_PAGE)):
-            value = out.get(key, str(initial))
-            if not value.isdigit() or (most is not None and not 1 <= int(value) <= most):
-                raise ServiceError(400, f"{key} must be a whole number" +
-                                   (f" from 1 to {most}" if most else " >= 0"))
-            out[key] = int(value)
+        out["offset"] = query_int("offset", out.get("offset", "0"))
+        out["limit"] = query_int("limit", out.get("limit", str(PAGE)), 1, MAX_PAGE)
         return out
 
     def body(self) -> dict:
@@ -119,7 +122,7 @@ class DatasetsHandler(CatalogueHandler):
 
 class DatasetHandler(CatalogueHandler):
     def get(self, dataset_id):
-        project = self.get_query_argument("project", None)
+        project = self.query(DATASET_PARAMS).get("project")
         if project is not None and (len(project) > 100 or not project.isprintable()):
             raise ServiceError(400, "project must be a name of at most 100 characters")
         self.write_json(self.store.details(self.user, dataset_id, project))
@@ -143,8 +146,8 @@ class OpenHandler(CatalogueHandler):
                                "node, project")
         job_id = body.get("job_id")
         if job_id is not None:
-            if isinstance(job_id, str) and job_id.isdigit():
-                job_id = int(job_id)
+            if isinstance(job_id, str):
+                job_id = whole(job_id.strip())
             if isinstance(job_id, bool) or not isinstance(job_id, int) or job_id <= 0:
                 raise ServiceError(400, "job_id must be a Slurm job id (a whole number)")
         for key in ("node", "project"):
@@ -172,6 +175,7 @@ class JsonLdHandler(CatalogueHandler):
 
 
 ROUTES = [
+    (r"api/openapi.json", OpenAPIHandler),
     (r"api/datasets", DatasetsHandler),
     (r"api/datasets/([^/]+)", DatasetHandler),
     (r"api/datasets/([^/]+)/licence", LicenceHandler),
@@ -254,7 +258,7 @@ class CatalogueService(Application):
         cat = store.catalogue  # read (and checksum) before listening
         log.info("catalogue %s: %d datasets, %d skipped", cat.path, len(cat.datasets),
                  len(cat.errors))
-        serve(ROUTES, {"store": store,
+        serve(ROUTES, {"store": store, "openapi": DOCUMENT,
                        "service_prefix": os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")})
 
 

@@ -21,6 +21,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from workbench.webinput import json_body
+
 SERVICE_TIMEOUT_S = 30
 
 
@@ -93,7 +95,7 @@ class HelpHandler(_Forwarder):
     @web.authenticated
     async def post(self):
         client = self.client()
-        body = self.get_json_body() or {}
+        body = json_body(self) or {}
         if isinstance(body, dict):
             body = {**body, "server": client.server}
         self.reply(*await self.fetch(client, "POST", "api/requests", json.dumps(body).encode()))

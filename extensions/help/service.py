@@ -4,6 +4,7 @@ API (JSON, under ``/services/help/``; a hub token or the service's OAuth cookie)
 
 - ``POST api/requests`` ``{"message": "...", "notebook": "train.ipynb", "minutes": 120}``:
   share the caller's own running server with the support group for ``minutes`` (30-480);
+  ``notebook`` is a path inside that server (:func:`workbench.help.store.check_notebook`);
 - ``GET api/requests``: the caller's requests (support: also every open one), with the job,
   node, partition, GPUs and the tail of the job's output;
 - ``GET api/requests/{id}``; ``PATCH api/requests/{id}`` ``{"minutes": N}`` (owner: support
@@ -12,6 +13,10 @@ API (JSON, under ``/services/help/``; a hub token or the service's OAuth cookie)
 - ``POST api/requests/{id}/join`` (support): where to open the owner's JupyterLab;
 - ``GET api/access[?server=NAME]``: who has access to the caller's server now (the hub's
   shares, the caller's own named shares included).
+- ``GET api/openapi.json``: this API as an OpenAPI 3 document (:mod:`.openapi`).
+
+Bodies are read by :mod:`workbench.webinput` (400, or 413 over 64 KiB); an id no request can
+have is 404.
 
 Before it listens, and before every call, the service revokes whatever expired meanwhile
 (:meth:`workbench.help.HelpDesk.catch_up`); then it checks every second.
@@ -31,19 +36,23 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Float, Unicode, default
 from traitlets.config import Application
 
-from extensions.hubservice import APIHandler, PageHandler, ServiceError, serve
+from extensions.help.openapi import DOCUMENT
+from extensions.hubservice import APIHandler, OpenAPIHandler, PageHandler, ServiceError, serve
 from workbench.audit import AuditLog
 from workbench.help import Caller, HelpDesk, HelpError, HubShares
 from workbench.help.jobinfo import JOB_OUTPUT
 from workbench.help.store import HelpStore
 from workbench.paths import FactoryHome
 from workbench.slurm import SlurmClient
+from workbench.webinput import whole
 
 log = logging.getLogger("extensions.help")
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 class HelpHandler(APIHandler):
+    refusals = (*APIHandler.refusals, HelpError)
+
     @property
     def desk(self) -> HelpDesk:
         return self.settings["desk"]
@@ -56,13 +65,6 @@ class HelpHandler(APIHandler):
         await super().prepare()
         await self.settings["catch_up"](full=False)  # nothing expired is served
 
-    def _handle_request_exception(self, e):
-        if isinstance(e, HelpError):
-            e = ServiceError(e.status, e.message)
-            self.send_error(e.status_code, exc_info=(type(e), e, None))
-            return
-        super()._handle_request_exception(e)
-
 
 class RequestsHandler(HelpHandler):
     async def get(self):
@@ -74,22 +76,30 @@ class RequestsHandler(HelpHandler):
         self.write_json(self.desk.details(request), status=201)
 
 
-class RequestHandler(HelpHandler):
-    async def get(self, request_id):
-        self.write_json(self.desk.details(self.desk.get(self.caller, int(request_id))))
+def request_id(text: str) -> int:
+    """The id in a request's path; an id no request can have (too many digits) is 404."""
+    number = whole(text)
+    if number is None:
+        raise ServiceError(404, f"no help request {text[:30]}")
+    return number
 
-    async def patch(self, request_id):
-        request = await self.desk.change(self.caller, int(request_id), self.json_body())
+
+class RequestHandler(HelpHandler):
+    async def get(self, rid):
+        self.write_json(self.desk.details(self.desk.get(self.caller, request_id(rid))))
+
+    async def patch(self, rid):
+        request = await self.desk.change(self.caller, request_id(rid), self.json_body())
         self.write_json(self.desk.details(request))
 
-    async def delete(self, request_id):
-        request = await self.desk.close(self.caller, int(request_id))
+    async def delete(self, rid):
+        request = await self.desk.close(self.caller, request_id(rid))
         self.write_json(self.desk.details(request))
 
 
 class JoinHandler(HelpHandler):
-    async def post(self, request_id):
-        request = await self.desk.join(self.caller, int(request_id))
+    async def post(self, rid):
+        request = await self.desk.join(self.caller, request_id(rid))
         self.write_json(self.desk.details(request))
 
 
@@ -202,16 +212,18 @@ class HelpService(Application):
 
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
         settings = {"desk": desk, "catch_up": catch_up, "service_prefix": prefix,
+                    "openapi": DOCUMENT,
                     "templates": Environment(loader=FileSystemLoader(TEMPLATES),
                                              autoescape=select_autoescape())}
         serve(ROUTES, settings, before=before_serving, started=started)
 
 
 ROUTES = [
+    (r"api/openapi.json", OpenAPIHandler),
     (r"", ListPage),
     (r"api/requests", RequestsHandler),
-    (r"api/requests/(\d+)", RequestHandler),
-    (r"api/requests/(\d+)/join", JoinHandler),
+    (r"api/requests/([0-9]+)", RequestHandler),
+    (r"api/requests/([0-9]+)/join", JoinHandler),
     (r"api/access", AccessHandler),
 ]
 

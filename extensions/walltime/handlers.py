@@ -16,6 +16,8 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
+from workbench.webinput import json_body
+
 HUB_TIMEOUT_S = 30
 
 
@@ -62,7 +64,7 @@ class WalltimeHandler(APIHandler):
 
     @web.authenticated
     async def post(self):
-        body = self.get_json_body()
+        body = json_body(self)
         await self._forward("POST", json.dumps(body).encode())
 
     async def _forward(self, method: str, body: bytes | None = None) -> None:

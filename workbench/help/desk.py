@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from ..audit import AuditLog
 from ..slurm import SlurmClient
@@ -32,12 +33,12 @@ from .store import (
     DEFAULT_MINUTES,
     MAX_MESSAGE,
     MAX_MINUTES,
-    MAX_NOTEBOOK,
     HelpError,
     HelpRequest,
     HelpStore,
     State,
     check_minutes,
+    check_notebook,
     check_text,
 )
 
@@ -58,6 +59,16 @@ class Caller:
     @property
     def is_support(self) -> bool:
         return SUPPORT_GROUP in self.groups
+
+
+def links(hub_prefix: str, request: HelpRequest) -> tuple[str, str]:
+    """The owner's server and its JupyterLab (at the notebook, if any) on the hub, each name
+    quoted: whatever was stored, a link stays inside the owner's server."""
+    server = f"{hub_prefix}user/{quote(request.owner, safe='')}/" \
+             f"{quote(request.server, safe='')}"
+    tree = "/".join(quote(name, safe="") for name in request.notebook.split("/")
+                    if name not in ("", ".", ".."))
+    return server, server.rstrip("/") + "/lab" + (f"/tree/{tree}" if tree else "")
 
 
 class HelpDesk:
@@ -83,10 +94,7 @@ class HelpDesk:
                                  f"{owner}'s")
         server = check_text("server", body.get("server", ""), 255)
         message = check_text("message", body.get("message"), MAX_MESSAGE)
-        notebook = check_text("notebook", body.get("notebook"), MAX_NOTEBOOK)
-        if notebook.startswith("/") or ".." in notebook.split("/"):
-            raise HelpError(400, "notebook must be a path relative to your home, "
-                                 f"without '..': {notebook!r}")
+        notebook = check_notebook(body.get("notebook"))
         minutes = check_minutes(body.get("minutes", DEFAULT_MINUTES))
         if not message:
             raise HelpError(400, "message is empty: say what is wrong")
@@ -124,9 +132,7 @@ class HelpDesk:
     def details(self, request: HelpRequest) -> dict:
         """The request as JSON, with the tail of its job's output while it is open."""
         data = request.to_json()
-        data["url"] = f"{self.hub_prefix}user/{request.owner}/{request.server}"
-        data["lab_url"] = data["url"].rstrip("/") + "/lab" + (
-            f"/tree/{request.notebook}" if request.notebook else "")
+        data["url"], data["lab_url"] = links(self.hub_prefix, request)
         if request.is_open and request.job.get("job_id"):
             data["output_tail"] = jobinfo.output_tail(request.owner, request.job["job_id"],
                                                       self.job_output)

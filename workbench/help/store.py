@@ -13,9 +13,11 @@ lives here, not in a process: a service that restarts finds what expired while i
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from urllib.parse import unquote
 
 from sqlalchemy import (
     Column,
@@ -35,8 +37,10 @@ from workbench import db
 
 #: how long support may have access, in minutes: the form's range and its default
 MIN_MINUTES, MAX_MINUTES, DEFAULT_MINUTES = 30, 480, 120
-#: the most characters of a message and of a notebook path
-MAX_MESSAGE, MAX_NOTEBOOK = 4000, 1024
+#: the most characters of a message and of a notebook path, and of one name in that path
+MAX_MESSAGE, MAX_NOTEBOOK, MAX_NAME = 4000, 1024, 255
+#: the largest request id: the ``id`` column is a 32-bit integer on PostgreSQL
+MAX_ID = 2**31 - 1
 
 # The layout the store had as a plain SQLite file, so files written before stay readable:
 # times are ISO text (UTC), ``job`` a JSON object, ``joined`` a JSON list.
@@ -159,6 +163,41 @@ def check_text(name: str, value, limit: int) -> str:
     return value.strip()
 
 
+def check_notebook(value) -> str:
+    """A notebook path inside the owner's server, or a 400 naming ``notebook``: relative,
+    names joined by '/', none of them empty, '.' or '..' (also once percent-decoded, however
+    often), no backslash, no control character, each name at most ``MAX_NAME`` characters.
+    Support's Join opens it in JupyterLab, so nothing else may reach that link."""
+    notebook = check_text("notebook", value, MAX_NOTEBOOK)
+    if not notebook:
+        return ""
+    seen, text = set(), notebook
+    while text not in seen:  # every percent-decoding of it, until it stops changing
+        seen.add(text)
+        text = unquote(text)
+    for text in seen:
+        why = _not_a_path(text)
+        if why:
+            raise HelpError(400, f"notebook must be a path in your server's file browser, "
+                                 f"like work/train.ipynb: {why}")
+    return notebook
+
+
+def _not_a_path(text: str) -> str | None:
+    if "\\" in text:
+        return "it holds a backslash"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text):
+        return "it holds a control character"
+    if text.startswith("/"):
+        return "it starts with '/' (give it relative to your home)"
+    names = text.split("/")
+    if any(name in ("", ".", "..") for name in names):
+        return "it holds an empty, '.' or '..' name"
+    if any(len(name) > MAX_NAME for name in names):
+        return f"a name in it is over {MAX_NAME} characters"
+    return None
+
+
 class HelpStore(db.Store):
     """The help requests in a database; every method runs its own short transaction.
 
@@ -183,6 +222,8 @@ class HelpStore(db.Store):
         return [self._row(r) for r in rows]
 
     def get(self, request_id: int) -> HelpRequest:
+        if not 0 < request_id <= MAX_ID:  # the database would refuse it: none has this id
+            raise HelpError(404, f"no help request {request_id}")
         found = self._select(_t.id == request_id)
         if not found:
             raise HelpError(404, f"no help request {request_id}")
