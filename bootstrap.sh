@@ -27,7 +27,8 @@ case "$MODE" in up|test|site-demo) ;; *) echo "usage: $0 [up|test|site-demo]" >&
 
 APT_PACKAGES=(slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo python3-venv
               python3-dev chromium procps ca-certificates postgresql
-              acl)  # setfacl/getfacl: the datasets' access rules (workbench.catalogue.fsaccess)
+              acl     # setfacl/getfacl: the datasets' access rules (workbench.catalogue.fsaccess)
+              systemd)  # systemd-analyze verify: the tests check `workbench site units`' units
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
