@@ -23,9 +23,6 @@ from dataclasses import dataclass, field
 
 #: the ``access`` value that lets every hub user use a service
 EVERY_USER = "users"
-#: why a dashboard service runs as root (extensions/dashboards/service.py)
-DASHBOARD_ROOT = ("it reads every user's job output and writes the dashboards' shared cache "
-                  "under AIFACTORY_HOME/dashboards")
 
 
 @dataclass(frozen=True)
@@ -36,9 +33,10 @@ class HubService:
     ``port``: where it listens on the hub's address (None: an API client only, no URL);
     ``scopes``: its own token's scopes; ``access``: who may use it (``EVERY_USER`` or group
     names); ``display``: linked from the hub's home page (to those with access);
-    ``environment``: extra environment variables; ``root_because``: why it must run as
-    root, said in its systemd unit ("": it runs as an unprivileged user of its own; the
-    table of daemons, :mod:`workbench.daemontable`).
+    ``environment``: extra environment variables.
+    ``root_because``: why it must run as root, said in its systemd unit ("": it runs as an
+    unprivileged user of its own, with no write access and no reading of ``secrets/`` or
+    ``hub/``; the table of daemons, :mod:`workbench.daemontable`).
     """
 
     name: str
@@ -62,6 +60,11 @@ class HubService:
     def url(self, host: str) -> str | None:
         """Where the service listens (the proxy's target), e.g. ``http://10.0.0.5:8091``."""
         return f"http://{host}:{self.port}" if self.port else None
+
+
+#: why a dashboard service runs as root (extensions/dashboards/service.py)
+DASHBOARD_ROOT = ("it reads every user's job output and writes the dashboards' shared cache "
+                  "under AIFACTORY_HOME/dashboards")
 
 
 def registry(site) -> list[HubService]:

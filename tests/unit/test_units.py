@@ -128,8 +128,11 @@ def test_users_root_only_where_it_must_be_and_why(written):
             assert "User=root" in text and "\n# root: " in text
         else:
             assert "DynamicUser=yes" in text and f"User=aifactory-{d.name}" in text
-    assert [d.name for d in daemontable.table(site) if not d.root_because] == [
-        "proxy", "idle-culler"]
+    # a new hub service runs unprivileged unless it says why it needs root: decide it here
+    unprivileged = [d.name for d in daemontable.table(site) if not d.root_because]
+    assert unprivileged == ["proxy", "idle-culler"], (
+        "a service without root_because runs as a DynamicUser: nothing writable, secrets/ "
+        "and hub/ unreadable; give it root_because (workbench/services.py) if it needs them")
 
 
 def test_a_site_without_postgresql_is_not_ordered_after_it(tmp_path, monkeypatch):
