@@ -25,7 +25,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 case "$MODE" in up|test|site-demo) ;; *) echo "usage: $0 [up|test|site-demo]" >&2; exit 2 ;; esac
 
-APT_PACKAGES=(slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo python3-venv
+# systemd: its systemd-analyze verify checks the units of `workbench site units` in the tests
+APT_PACKAGES=(slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo python3-venv systemd
               python3-dev chromium procps ca-certificates postgresql
               acl)  # setfacl/getfacl: the datasets' access rules (workbench.catalogue.fsaccess)
 missing=()

@@ -34,6 +34,9 @@ class HubService:
     ``scopes``: its own token's scopes; ``access``: who may use it (``EVERY_USER`` or group
     names); ``display``: linked from the hub's home page (to those with access);
     ``environment``: extra environment variables.
+    ``root_because``: why it must run as root, said in its systemd unit ("": it runs as an
+    unprivileged user of its own, with no write access and no reading of ``secrets/`` or
+    ``hub/``; the table of daemons, :mod:`workbench.daemontable`).
     """
 
     name: str
@@ -44,6 +47,7 @@ class HubService:
     access: tuple[str, ...] = ()
     display: bool = False
     environment: dict[str, str] = field(default_factory=dict)
+    root_because: str = ""
 
     @property
     def prefix(self) -> str:
@@ -58,6 +62,11 @@ class HubService:
         return f"http://{host}:{self.port}" if self.port else None
 
 
+#: why a dashboard service runs as root (extensions/dashboards/service.py)
+DASHBOARD_ROOT = ("it reads every user's job output and writes the dashboards' shared cache "
+                  "under AIFACTORY_HOME/dashboards")
+
+
 def registry(site) -> list[HubService]:
     """Every hub service of the workbench, for ``site`` (a :class:`~workbench.hubconfig.Site`)."""
     py = sys.executable
@@ -68,6 +77,7 @@ def registry(site) -> list[HubService]:
              str(site.reconcile_interval), "--routes-every", str(site.routes_interval)),
             "Cancels jobs tagged for this hub that no server owns; keeps the proxy's routes "
             "in step with the hub",
+            root_because="it cancels other users' jobs (scancel of any user's job)",
             scopes=("list:users", "read:users", "read:servers", "admin:server_state",
                     "proxy")),
         HubService(
@@ -83,6 +93,7 @@ def registry(site) -> list[HubService]:
             "catalogue",
             (py, "-m", "extensions.catalogue"),
             "Governed datasets: search, licences, open (DCAT-AP catalogue)",
+            root_because="it sets the datasets' ACLs and the jobs' AdminComment (lineage)",
             port=8091, access=(EVERY_USER,), display=True),
         # pair-debugging (extensions/help): the hub's share API requires whoever grants a
         # share to hold its access scope, which `shares` brings; the token is root-only
@@ -90,6 +101,7 @@ def registry(site) -> list[HubService]:
             "help",
             (py, "-m", "extensions.help"),
             "Help requests: share your server with support for a while",
+            root_because="it reads the tail of the requesting user's job output",
             scopes=("shares", "read:users", "read:servers"),
             port=8092, access=(EVERY_USER,), display=True),
         # Voila behind the hub (extensions/dashboards/service.py): jupyterhub-singleuser with
@@ -98,12 +110,14 @@ def registry(site) -> list[HubService]:
             "support-dashboard",
             (py, "-m", "extensions.dashboards.service", "support-dashboard"),
             "Support: sessions, queue, nodes, failures, a user's jobs and output",
+            root_because=DASHBOARD_ROOT,
             scopes=("list:users", "read:users:activity"),  # the sessions' last activity
             port=8093, access=("support",), display=True),
         HubService(
             "manager-dashboard",
             (py, "-m", "extensions.dashboards.service", "manager-dashboard"),
             "Programmes: GPU-hours granted, used and left, utilisation, queue waits",
+            root_because=DASHBOARD_ROOT,
             port=8094, access=("managers",), display=True),
     ]
 
@@ -160,10 +174,20 @@ def process_env(s: HubService, site, base_env: dict[str, str]) -> dict[str, str]
     """The environment a service runs with: the site's (home, Slurm, database), the hub's
     API, its token, and for a service with a URL what ``HubOAuth`` needs (client id, prefix,
     callback, access scope)."""
+    return {**service_env(s, site, base_env), **secret_env(s, site)}
+
+
+def secret_env(s: HubService, site) -> dict[str, str]:
+    """The secrets of a service's environment: its token (a systemd unit keeps them in a
+    root-only environment file, never in its text)."""
+    return {"JUPYTERHUB_API_TOKEN": site.service_token(s.name)}
+
+
+def service_env(s: HubService, site, base_env: dict[str, str]) -> dict[str, str]:
+    """A service's environment without its secrets (:func:`process_env`)."""
     env = {**base_env, **site.process_env(), **s.environment,
            "JUPYTERHUB_SERVICE_NAME": s.name,
            "JUPYTERHUB_API_URL": site.hub_api_url,
-           "JUPYTERHUB_API_TOKEN": site.service_token(s.name),
            "JUPYTERHUB_BASE_URL": "/"}
     if s.port:
         env.update(

@@ -19,6 +19,9 @@
                                  the latest audit records, filtered
     workbench ai-act-summary PROJECT [--job ID] [--json] [--output PREFIX]
                                  the project's AI Act training-data summary, from lineage
+    workbench site units --output DIR
+                                 a systemd unit for every daemon (proxy, hub, services) of
+                                 the site file, their tokens in root-only files
 
 The local factory's commands (the demo's lifecycle) are in :mod:`workbench.cli.demo`, the
 site's in :mod:`workbench.cli.site`; this module holds the parser and ``main``.
@@ -44,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log what is started")
     sub = p.add_subparsers(dest="command", required=True)
     demo.add_commands(sub)  # up, down, restart, status
-    site.add_commands(sub)  # allocations, reconcile, audit, ai-act-summary
+    site.add_commands(sub)  # allocations, reconcile, audit, ai-act-summary, site
     return p
 
 

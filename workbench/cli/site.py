@@ -1,5 +1,5 @@
-"""The site's commands: ``workbench allocations apply|show``, ``reconcile``, ``audit`` and
-``ai-act-summary`` (usage: the docstring of :mod:`workbench.cli`)."""
+"""The site's commands: ``workbench allocations apply|show``, ``reconcile``, ``audit``,
+``ai-act-summary`` and ``site units`` (usage: the docstring of :mod:`workbench.cli`)."""
 
 from __future__ import annotations
 
@@ -174,8 +174,37 @@ def cmd_ai_act_summary(args) -> int:
     return 0
 
 
+def cmd_site_units(args) -> int:
+    """Write the site's systemd units (workbench.units) from its site file; nothing when the
+    site file or a unit is wrong."""
+    from .. import units
+    from ..hubconfig import Site
+    from ..sitefile import SiteError, load
+
+    require_root()  # the units' environment files hold tokens: root's, mode 0600
+    home = FactoryHome.from_env()
+    if not home.site_file.exists():
+        print(f"workbench: no site file at {home.site_file}: the units are a site's, made "
+              "from its site file (README: Running it at a site)", file=sys.stderr)
+        return 2
+    try:
+        site = Site.from_file(load(home.site_file), home)
+        written = units.write(site, Path(args.output), public_port=args.port)
+    except (SiteError, units.UnitError) as e:
+        print(f"workbench: {e}\nNothing was written.", file=sys.stderr)
+        return 2
+    names = " ".join(p.name for p in written.units)
+    print(f"Wrote {len(written.units)} units to {args.output}: {names}\n"
+          f"Their tokens (root only, mode 0600): {units.env_dir(site)}/\n"
+          "To start them now and at every boot:\n"
+          f"  cp {' '.join(str(p) for p in written.units)} /etc/systemd/system/\n"
+          f"  systemctl daemon-reload && systemctl enable --now {names}")
+    return 0
+
+
 def add_commands(sub) -> None:
-    """allocations, reconcile, audit and ai-act-summary, in ``workbench``'s sub-parsers."""
+    """allocations, reconcile, audit, ai-act-summary and site, in ``workbench``'s
+    sub-parsers."""
     al = sub.add_parser("allocations", help="programmes, projects and grants")
     alsub = al.add_subparsers(dest="allocations_command", required=True)
     file_help = ("the allocations file (default: $AIFACTORY_HOME/etc/allocations.yaml if "
@@ -227,3 +256,14 @@ def add_commands(sub) -> None:
     ai.add_argument("--output", metavar="PREFIX",
                     help="also write PREFIX.md and PREFIX.json (e.g. summaries/medai)")
     ai.set_defaults(func=cmd_ai_act_summary)
+    st = sub.add_parser("site", help="a site's operation: its systemd units")
+    stsub = st.add_subparsers(dest="site_command", required=True)
+    un = stsub.add_parser(
+        "units", help="write a systemd unit for every daemon the workbench runs (the proxy, "
+        "the hub, each hub service) from the site file ($AIFACTORY_HOME/etc/site.yaml), and "
+        "each unit's tokens into a root-only file under $AIFACTORY_HOME/etc/units/; the "
+        "proxy listens on workbench's --port (default 8000). Run as root")
+    un.add_argument("--output", required=True, metavar="DIR",
+                    help="the directory to write the units into (made if missing; units "
+                         "already there are replaced), e.g. /etc/systemd/system")
+    un.set_defaults(func=cmd_site_units)

@@ -1,4 +1,5 @@
-"""Start and stop the local AI Factory's configurable-http-proxy and JupyterHub."""
+"""Start and stop the local AI Factory's configurable-http-proxy, JupyterHub and hub services,
+as the table of daemons (:mod:`workbench.daemontable`) describes them."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .. import daemons, services
+from .. import daemons, daemontable
+from ..daemontable import HUB, PROXY, Daemon
 from ..hubconfig import Site
-from ..paths import data_file
 
 log = logging.getLogger(__name__)
 
@@ -43,30 +44,29 @@ class LocalHub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.public_port}/"
 
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.site.process_env(), CONFIGPROXY_AUTH_TOKEN=self.site.proxy_token)
-        pgpass = self.home.secrets / "pgpass"  # the site-demo's database password
-        if self.site.database and pgpass.exists():
-            env["PGPASSFILE"] = str(pgpass)
-        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
-        return env
+    def daemons(self) -> dict[str, Daemon]:
+        """The table of daemons by name (proxy, hub, each service), on the caller's path."""
+        table = daemontable.table(self.site, self.public_port,
+                                  os.environ.get("PATH", "/usr/bin:/bin"))
+        return {d.name: d for d in table}
+
+    def pidfile(self, d: Daemon) -> Path:
+        return self.home.pidfile(d.pid_name)
+
+    def _spawn(self, d: Daemon) -> None:
+        """Start ``d`` as the caller, with the caller's environment and the table's."""
+        daemons.spawn(list(d.argv), self.home.logfile(d.log_name), self.pidfile(d),
+                      env=d.process_env(dict(os.environ)), cwd=d.cwd)
 
     def start_proxy(self) -> bool:
         """Start the proxy unless it runs; True when it was started (it has no routes yet)."""
-        pidfile = self.home.pidfile("proxy")
-        if daemons.read_pid(pidfile):
+        proxy = self.daemons()[PROXY]
+        if daemons.read_pid(self.pidfile(proxy)):
             return False
-        chp = shutil.which("configurable-http-proxy")
-        if not chp:
+        if not shutil.which(proxy.argv[0]):
             raise RuntimeError("configurable-http-proxy is not installed (npm install -g "
                                "configurable-http-proxy)")
-        hub = f"http://{self.site.hub_ip}:{self.site.hub_port}"
-        daemons.spawn(
-            [chp, "--ip", "", "--port", str(self.public_port),
-             "--api-ip", "127.0.0.1", "--api-port", str(self.site.proxy_api_port),
-             "--default-target", hub, "--error-target", f"{hub}/hub/error"],
-            self.home.logfile("proxy"), pidfile, env=self._env())
+        self._spawn(proxy)
         daemons.wait_until(
             lambda: _answers(f"http://127.0.0.1:{self.site.proxy_api_port}/api/routes") or
             _answers(self.url), "configurable-http-proxy", 30)
@@ -82,13 +82,10 @@ class LocalHub:
                                      timeout=30))
 
     def start_hub(self, timeout: float = 90) -> None:
-        pidfile = self.home.pidfile("jupyterhub-daemon")
-        if not daemons.read_pid(pidfile):
-            self.home.hub.mkdir(parents=True, exist_ok=True)
-            config = data_file("jupyterhub_config.py")
-            daemons.spawn([sys.executable, "-m", "jupyterhub", "-f", str(config)],
-                          self.home.logfile("jupyterhub"), pidfile, env=self._env(),
-                          cwd=self.home.hub)
+        hub = self.daemons()[HUB]
+        if not daemons.read_pid(self.pidfile(hub)):
+            hub.cwd.mkdir(parents=True, exist_ok=True)
+            self._spawn(hub)
         daemons.wait_until(lambda: _answers(self.url + "hub/api/"), "JupyterHub", timeout)
 
     @staticmethod
@@ -108,19 +105,14 @@ class LocalHub:
         that is not running, each a daemon with its own pid file and log; returns the names
         started."""
         started = []
-        base = self._env()
-        base.pop("CONFIGPROXY_AUTH_TOKEN")
+        table = self.daemons()
         for service in self.site.services():
             if names is not None and service.name not in names:
                 continue
-            pidfile = self.home.pidfile(service.name)
-            if daemons.read_pid(pidfile):
+            d = table[service.name]
+            if daemons.read_pid(self.pidfile(d)):
                 continue
-            # in the state directory, as the hub: never the caller's directory, whose
-            # modules (a checkout) would shadow the installed ones
-            daemons.spawn(list(service.argv), self.home.logfile(service.name), pidfile,
-                          env=services.process_env(service, self.site, base),
-                          cwd=self.home.root)
+            self._spawn(d)
             started.append(service.name)
         return started
 
@@ -150,8 +142,7 @@ class LocalHub:
         return out
 
     def pidfiles(self) -> dict[str, Path]:
-        names = ["proxy", "jupyterhub-daemon", *(s.name for s in self.site.services())]
-        return {name: self.home.pidfile(name) for name in names}
+        return {d.pid_name: self.pidfile(d) for d in self.daemons().values()}
 
     def up(self) -> None:
         self.write_lab_overrides()
@@ -162,20 +153,21 @@ class LocalHub:
         self.start_services()
 
     def is_up(self) -> bool:
-        return bool(daemons.read_pid(self.home.pidfile("jupyterhub-daemon"))) and _answers(
+        return bool(daemons.read_pid(self.pidfile(self.daemons()[HUB]))) and _answers(
             self.url + "hub/api/")
 
     def restart(self) -> None:
         """Stop the hub and its services and start them again: new code and config take
         effect; the proxy, the sessions and their jobs keep running."""
         self.stop_services()
-        daemons.stop("jupyterhub", self.home.pidfile("jupyterhub-daemon"))
+        daemons.stop("jupyterhub", self.pidfile(self.daemons()[HUB]))
         self.up()
 
     def down(self) -> list[str]:
         stopped = self.stop_services()
-        if daemons.stop("jupyterhub", self.home.pidfile("jupyterhub-daemon")):
+        table = self.daemons()
+        if daemons.stop("jupyterhub", self.pidfile(table[HUB])):
             stopped.append("jupyterhub")
-        if daemons.stop("configurable-http-proxy", self.home.pidfile("proxy")):
+        if daemons.stop("configurable-http-proxy", self.pidfile(table[PROXY])):
             stopped.append("configurable-http-proxy")
         return stopped
