@@ -28,7 +28,8 @@ case "$MODE" in up|test|site-demo) ;; *) echo "usage: $0 [up|test|site-demo]" >&
 # systemd: its systemd-analyze verify checks the units of `workbench site units` in the tests
 APT_PACKAGES=(slurm-wlm slurmdbd munge mariadb-server mariadb-client sudo python3-venv systemd
               python3-dev chromium procps ca-certificates postgresql
-              acl)  # setfacl/getfacl: the datasets' access rules (workbench.catalogue.fsaccess)
+              acl     # setfacl/getfacl: the datasets' access rules (workbench.catalogue.fsaccess)
+              prometheus)  # promtool and a Prometheus for the metrics tests (deploy/prometheus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -39,6 +40,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -q
     # the packages' own services are not used: the workbench starts its daemons itself
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+        # Debian's package starts its own Prometheus on :9090 where it can (init script or
+        # systemd) and enables it at boot: the workbench needs only its binaries
+        if [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+            /etc/init.d/prometheus stop >/dev/null || true
+        fi
+        update-rc.d prometheus disable >/dev/null 2>&1 || true
+        if [ -d /run/systemd/system ]; then systemctl disable --now prometheus || true; fi
+    fi
 fi
 
 if ! command -v configurable-http-proxy >/dev/null; then

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import jinja2
 
+from workbench.tags import session_job_name
+
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
     undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
@@ -20,6 +22,6 @@ def render_job_script(request, *, user: str, server: str, tag: str, homedir: str
     from the hub's config. ``env_names`` are the variables the job keeps (``--export``): their
     names are written, never their values."""
     return _TEMPLATES.get_template("job.sh.j2").render(
-        job_name=f"jupyter-{user}" + (f"-{server}" if server else ""), tag=tag,
+        job_name=session_job_name(user, server), tag=tag,
         request=request, homedir=homedir, output=output, keepvars=",".join(sorted(env_names)),
         env_path=env_path, prologue=prologue, cmd=" ".join(shlex.quote(a) for a in argv))

@@ -154,6 +154,14 @@ class AuditLog(db.Store):
             count, last = conn.execute(query).one()
         return int(count), int(last)
 
+    def counts(self, actions: Iterable[str]) -> dict[tuple[str, str], int]:
+        """How many records there are of each (action, subject), for ``actions``."""
+        t = audit_table.c
+        query = select(t.action, t.subject, func.count()).where(
+            t.action.in_(list(actions))).group_by(t.action, t.subject)
+        with self.engine.connect() as conn:
+            return {(r[0], r[1]): int(r[2]) for r in conn.execute(query)}
+
     def numbered(self, actions: Iterable[str], after: int = 0) -> list[tuple[int, AuditRecord]]:
         """The records of ``actions`` numbered above ``after`` (0: all), oldest first, each
         with its number."""

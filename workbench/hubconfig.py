@@ -168,6 +168,8 @@ def update_services(c, site: Site) -> None:
     access decided by role. They run apart from the hub (``workbench up`` starts them, like
     the proxy), so a hub restart neither stops nor orphans them."""
     services.hub_config(c, site)
+    # /hub/metrics only for a token with read:metrics (the metrics role), never anonymous
+    c.JupyterHub.authenticate_prometheus = True
 
 
 def update_spawner(c, site: Site) -> None:

@@ -23,6 +23,12 @@ from dataclasses import dataclass, field
 
 #: the ``access`` value that lets every hub user use a service
 EVERY_USER = "users"
+#: the role that may scrape: the hub's own ``/hub/metrics`` (``read:metrics``) and the
+#: services whose ``access`` names it (the metrics service)
+METRICS_ROLE = "metrics"
+#: the token-only service Prometheus scrapes as (no process: its token, root-only, is the
+#: scraper's credential), holder of :data:`METRICS_ROLE`
+SCRAPER = "prometheus"
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,9 @@ class HubService:
 
     ``argv`` is its command line (tokens and URLs reach it in the environment);
     ``port``: where it listens on the hub's address (None: an API client only, no URL);
-    ``scopes``: its own token's scopes; ``access``: who may use it (``EVERY_USER`` or group
-    names); ``display``: linked from the hub's home page (to those with access);
+    ``scopes``: its own token's scopes; ``access``: who may use it (``EVERY_USER``, group
+    names, or ``METRICS_ROLE``: whoever holds that role); ``display``: linked from the hub's
+    home page (to those with access);
     ``environment``: extra environment variables.
     ``root_because``: why it must run as root, said in its systemd unit ("": it runs as an
     unprivileged user of its own, with no write access and no reading of ``secrets/`` or
@@ -119,6 +126,16 @@ def registry(site) -> list[HubService]:
             "Programmes: GPU-hours granted, used and left, utilisation, queue waits",
             root_because=DASHBOARD_ROOT,
             port=8094, access=("managers",), display=True),
+        # Prometheus metrics (extensions/metrics): read from the dashboards' shared caches
+        # and the audit and help stores, so its token needs no scope; scraped by the
+        # holders of the metrics role, as the hub's own /hub/metrics
+        HubService(
+            "metrics",
+            (py, "-m", "extensions.metrics"),
+            "Prometheus metrics: sessions, queue, grants, reserved GPUs, datasets, services",
+            root_because="it refreshes the dashboards' root-only shared cache (Slurm as root) "
+            "and reads the hub's stores and the database password file",
+            port=8095, access=(METRICS_ROLE,)),
     ]
 
 
@@ -140,12 +157,28 @@ def hub_config(c, site) -> None:
             roles.append(user_role)
         user_role["scopes"] = [*user_role["scopes"], *everyone]
     for s in services:
-        groups = [g for g in s.access if g != EVERY_USER]
+        groups = [g for g in s.access if g not in (EVERY_USER, METRICS_ROLE)]
         if s.port and groups:
             roles.append({"name": f"access-{s.name}",
                           "description": f"May use the {s.name} service",
                           "scopes": [s.access_scope], "groups": groups})
+    c.JupyterHub.services.append(
+        {"name": SCRAPER, "api_token": site.service_token(SCRAPER),
+         "info": {"description": "Prometheus' credential: scrapes /hub/metrics and "
+                  "/services/metrics/metrics (the metrics role)"}})
+    roles.append(metrics_role(services))
     c.JupyterHub.load_roles = roles
+
+
+def metrics_role(services: list[HubService]) -> dict:
+    """The ``metrics`` role: the hub's own metrics (JupyterHub keeps
+    ``authenticate_prometheus``, so nobody else reads them) and the services that give it
+    access. Held by the :data:`SCRAPER` service; an admin may issue a token with it."""
+    return {"name": METRICS_ROLE,
+            "description": "Scrapes the hub's /hub/metrics and the metrics service",
+            "scopes": ["read:metrics", *(s.access_scope for s in services
+                                         if s.port and METRICS_ROLE in s.access)],
+            "services": [SCRAPER]}
 
 
 def _service_entry(s: HubService, site) -> dict:

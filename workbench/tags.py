@@ -8,6 +8,15 @@ belong to that session and end with it.
 
 from __future__ import annotations
 
+#: the start of every notebook session job's name (``jupyter-USER[-SERVER]``): how accounting,
+#: which keeps no comment in the history the dashboards read, tells sessions from other jobs
+SESSION_JOB_PREFIX = "jupyter-"
+
+
+def session_job_name(user: str, server: str) -> str:
+    """The Slurm job name of ``user``'s session ``server`` ("" for the default one)."""
+    return f"{SESSION_JOB_PREFIX}{user}" + (f"-{server}" if server else "")
+
 
 def job_tag(hub_id: str, user: str, server: str) -> str:
     """The comment every workbench job carries, naming hub, user and server."""

@@ -1,0 +1,1 @@
+"""The ``metrics`` hub service: the workbench's Prometheus metrics (see :mod:`.service`)."""
