@@ -34,6 +34,7 @@ def scrape(hub_url: str, token: str, path: str = EXPORTER) -> dict:
     assert r.status_code == 200, r.text[:300]
     out: dict = {}
     for fam in text_string_to_metric_families(r.text):
+        out.setdefault(fam.name, {})  # a family with no series now (no session) is declared
         for s in fam.samples:
             out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
     return out

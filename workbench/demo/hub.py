@@ -150,7 +150,9 @@ class LocalHub:
         self.start_hub()
         if new_proxy:  # a proxy restarted under a running hub: the sessions' routes, now
             log.info("the proxy was restarted: %d routes restored", self.sync_routes())
-        self.start_services()
+        # back only once each service it started answers: `up` and `restart` hand back a
+        # factory whose pages work, not the proxy's 503 of a service still starting
+        self.wait_services(self.start_services())
 
     def is_up(self) -> bool:
         return bool(daemons.read_pid(self.pidfile(self.daemons()[HUB]))) and _answers(
