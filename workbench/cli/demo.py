@@ -159,6 +159,11 @@ def status(port: int = 8000) -> dict:
         "nodes": [],
         "partitions": [],
     }
+    out["down"] = [name for name, running in out["daemons"].items() if not running]
+    if not out["daemons"].get("slurmctld", True):
+        # its clients would wait out their timeouts (~20 s) to say the same
+        out["slurm_error"] = "the Slurm controller (slurmctld) is not running"
+        return out
     try:
         out["nodes"] = [
             {"name": n.name, "state": n.state, "flags": list(n.flags),
@@ -194,6 +199,8 @@ def cmd_status(args) -> int:
         print(f"  {n['name']:8} {n['state']:10} {','.join(n['partitions']):10} {gpus}")
     if "slurm_error" in st:
         print(f"Slurm: {st['slurm_error']}")
+    if st["down"]:
+        print(f"Down:       {', '.join(st['down'])} (workbench up starts them again)")
     return 0
 
 

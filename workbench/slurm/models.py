@@ -109,6 +109,14 @@ class Node:
         return self.state in ("idle", "mixed", "allocated") and not bad & set(self.flags)
 
     @property
+    def in_maintenance(self) -> bool:
+        """Up but in an operator's maintenance reservation: its slurmd answers, users' jobs
+        wait for the reservation's end."""
+        bad = {"DRAIN", "DRAINING", "DRAINED", "NOT_RESPONDING", "FAIL"}
+        return (self.state in ("idle", "mixed", "allocated") and "MAINTENANCE" in self.flags
+                and not bad & set(self.flags))
+
+    @property
     def needs_resume(self) -> bool:
         """Down or drained, e.g. after the local cluster was restarted."""
         return self.state in ("down", "drained") or "DRAIN" in self.flags

@@ -226,7 +226,8 @@ class LocalCluster:
         except SlurmError:
             return False
         names = {n.name for n in self.shape.nodes}
-        ready = {n.name for n in nodes if n.ready}
+        # a node in a maintenance reservation is up: the reservation is an operator's
+        ready = {n.name for n in nodes if n.ready or n.in_maintenance}
         if not names <= ready:
             for n in nodes:
                 if n.name in names and n.needs_resume:
