@@ -346,7 +346,9 @@ def add_common_options(p, keep_logs_what: str) -> None:
     p.add_argument("--env-bin", default=env_bin_default(),
                    help="bin directory of the single-user environment (default: this "
                         "interpreter's, e.g. /opt/aifactory/venv/bin)")
-    p.add_argument("--checkout", type=checkout_dir, default="", metavar="DIR",
+    # default None, not "": argparse passes a string default through `type` (the current
+    # directory would become the checkout)
+    p.add_argument("--checkout", type=checkout_dir, default=None, metavar="DIR",
                    help="a source tree of the workbench (e.g. a git worktree) to put first on "
                         "PYTHONPATH of both hubs, their jobs and the benchmark's own servers, "
                         "so that they run its spawners/ and extensions/ instead of the ones "
