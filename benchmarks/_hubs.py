@@ -8,6 +8,7 @@ a service token that has admin scopes. Its configuration is a JSON file read by 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -77,9 +78,10 @@ def env_bin_default() -> str:
 
 
 def common_settings(workdir: Path, ports: HubPorts, users: list[str], token: str,
-                    start_timeout: int) -> dict:
-    """What both hubs share: ports, state files, the service token, the allowed users."""
-    return {
+                    start_timeout: int, checkout: str = "") -> dict:
+    """What both hubs share: ports, state files, the service token, the allowed users;
+    ``checkout``: a source tree first on the jobs' PYTHONPATH (``--checkout``)."""
+    settings = {
         "JupyterHub": {
             "bind_url": f"http://127.0.0.1:{ports.public}",
             "hub_ip": "127.0.0.1",
@@ -105,6 +107,9 @@ def common_settings(workdir: Path, ports: HubPorts, users: list[str], token: str
         "Spawner": {"env_keep": ENV_KEEP, "start_timeout": start_timeout,
                     "http_timeout": 120, "default_url": "/lab"},
     }
+    if checkout:
+        settings["Spawner"]["environment"] = {"PYTHONPATH": checkout}
+    return settings
 
 
 def ours_settings(workdir: Path, env_bin: str, slurm_bindir: str = "") -> dict:
@@ -214,12 +219,13 @@ class ThrowawayHub:
     """One JupyterHub (and the proxy it starts) from ``workdir``; :meth:`stop` ends both."""
 
     def __init__(self, name: str, workdir: Path, ports: HubPorts, settings: dict, token: str,
-                 env_bin: str):
+                 env_bin: str, checkout: str = ""):
         self.name = name
         self.workdir = workdir
         self.ports = ports
         self.settings = settings
         self.env_bin = env_bin
+        self.checkout = checkout
         self.url = f"http://127.0.0.1:{ports.public}"
         self.api = HubApi(self.url, token)
         self.logfile = workdir / "jupyterhub.log"
@@ -230,6 +236,8 @@ class ThrowawayHub:
         env = dict(os.environ)
         env["SLURM_CONF"] = slurm_conf()
         env["PATH"] = f"{self.env_bin}:{env.get('PATH', '/usr/bin:/bin')}"
+        if self.checkout:
+            env["PYTHONPATH"] = self.checkout
         return env
 
     def start(self, timeout: float = 90) -> None:
@@ -322,6 +330,14 @@ def drop_workdir(workdir: Path, keep) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def checkout_dir(value: str) -> str:
+    """``--checkout``: an absolute path holding the workbench's packages."""
+    path = Path(value).resolve()
+    if not all((path / name / "__init__.py").is_file() for name in ("spawners", "extensions")):
+        raise argparse.ArgumentTypeError(f"{value}: no spawners/ and extensions/ packages there")
+    return str(path)
+
+
 def add_common_options(p, keep_logs_what: str) -> None:
     """Options both benchmarks take: ports, environment, JSON output, logs."""
     p.add_argument("--port-base", type=int, default=8100,
@@ -330,6 +346,14 @@ def add_common_options(p, keep_logs_what: str) -> None:
     p.add_argument("--env-bin", default=env_bin_default(),
                    help="bin directory of the single-user environment (default: this "
                         "interpreter's, e.g. /opt/aifactory/venv/bin)")
+    # default None, not "": argparse passes a string default through `type` (the current
+    # directory would become the checkout)
+    p.add_argument("--checkout", type=checkout_dir, default=None, metavar="DIR",
+                   help="a source tree of the workbench (e.g. a git worktree) to put first on "
+                        "PYTHONPATH of both hubs, their jobs and the benchmark's own servers, "
+                        "so that they run its spawners/ and extensions/ instead of the ones "
+                        "installed in --env-bin's environment; it must be readable by the "
+                        "benchmark users (default: the installed code)")
     p.add_argument("--json", type=Path, metavar="FILE",
                    help="write the figures as JSON to FILE instead of printing them last")
     p.add_argument("--keep-logs", action="store_true",

@@ -264,8 +264,10 @@ def build_hubs(workdir: Path, args, users: list[str], node_address: str, shim: C
         token = secrets.token_hex(32)
         specific = (ours_settings(hubdir, args.env_bin, slurm_bindir=bindir) if kind == "ours"
                     else stock_settings(args.env_bin, node_address, slurm_bindir=bindir))
-        settings = merge(common_settings(hubdir, ports, users, token, start_timeout), specific)
-        hubs[kind] = ThrowawayHub(kind, hubdir, ports, settings, token, args.env_bin)
+        settings = merge(common_settings(hubdir, ports, users, token, start_timeout,
+                                         args.checkout), specific)
+        hubs[kind] = ThrowawayHub(kind, hubdir, ports, settings, token, args.env_bin,
+                                  args.checkout)
     return hubs
 
 

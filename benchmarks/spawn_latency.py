@@ -8,11 +8,14 @@ proxy), then, alternating, for ``--runs`` rounds:
 - ``stock``: the same against batchspawner.SlurmSpawner with the same job shape (req_*);
 - ``floor``: a bare ``python -m jupyter_server`` as wbbench until /api/status answers 200;
 - ``singleuser``: the jobs' own server, ``jupyterhub-singleuser``, started directly as wbbench
-  with a hub's environment, until it answers HTTP (no Slurm, no spawner: JupyterHub's share).
+  with a hub's environment, until it answers HTTP (no Slurm, no spawner: JupyterHub's share);
+- ``ours_cmd`` / ``stock_cmd``: each spawner's whole job command (its launcher,
+  ``workbench-singleuser`` or ``batchspawner-singleuser``, then ``jupyterhub-singleuser``)
+  started the same way, its port callback answered by a stand-in, until the server answers.
 
 Each server is stopped through the API and its job must be gone before the next run. Prints
 medians, ours − floor, stock / ours, each spawner's own share (start → ready less Slurm's
-dispatch of the job and less jupyterhub-singleuser alone), a breakdown of each spawn from the
+dispatch of the job and less its job command alone), a breakdown of each spawn from the
 hub logs, and the figures as JSON.
 Run as root: /opt/aifactory/venv/bin/python benchmarks/spawn_latency.py
 """
@@ -20,6 +23,7 @@ Run as root: /opt/aifactory/venv/bin/python benchmarks/spawn_latency.py
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pwd
 import random
@@ -29,8 +33,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -65,9 +71,14 @@ from _hubs import (
 from spawners.singleuser import free_port
 
 USER = "wbbench"
+HTTP_TIMEOUT_S = 30
 LABELS = {"ours": "ours  (SlurmGPUSpawner)", "stock": "stock (batchspawner.SlurmSpawner)",
           "floor": "floor (bare jupyter server)",
-          "singleuser": "jupyterhub-singleuser alone"}
+          "singleuser": "jupyterhub-singleuser alone",
+          "ours_cmd": "ours' job command alone", "stock_cmd": "stock's job command alone"}
+#: each spawner's job command (launcher, then the server), run directly for its own share
+JOB_COMMANDS = {"ours_cmd": ("workbench-singleuser", "jupyterhub-singleuser"),
+                "stock_cmd": ("batchspawner-singleuser", "jupyterhub-singleuser")}
 #: how to follow one spawn: hub log lines that mark its steps, the job id, the job's output
 TRACE = {
     "ours": {"submitted": ": submitted job ", "port": "POST /hub/api/batchspawner",
@@ -168,30 +179,98 @@ def _singleuser_env(hub: ThrowawayHub, port: int) -> dict:
             "JUPYTERHUB_OAUTH_ACCESS_SCOPES": f'["access:servers!user={USER}"]'}
 
 
-def floor_run(env_bin: str, timeout: float, log: Path) -> dict:
+class PortSink:
+    """Stands in for a hub's port callback (``POST .../batchspawner {"port": N}``) for the job
+    commands run directly: answers 201 and hands the port over (:meth:`port`). A ``GET``
+    (jupyterhub-singleuser asks its hub for the version before it starts listening) goes on
+    to the real hub's API at ``hub_api`` and its answer comes back."""
+
+    def __init__(self, hub_api: str):
+        self.reported: list[int] = []
+        self.arrived = threading.Condition()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                                  or b"{}")
+                with sink.arrived:
+                    sink.reported.append(body.get("port"))
+                    sink.arrived.notify_all()
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"message": "port recorded"}')
+
+            def do_GET(self):
+                path = self.path.removeprefix("/hub/api")
+                reply = requests.get(hub_api.rstrip("/") + path, timeout=HTTP_TIMEOUT_S)
+                self.send_response(reply.status_code)
+                for name in ("Content-Type", "X-JupyterHub-Version"):
+                    if name in reply.headers:
+                        self.send_header(name, reply.headers[name])
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.api_url = f"http://127.0.0.1:{self.server.server_address[1]}/hub/api"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def port(self, seen: int) -> int | None:
+        """The port reported after the first ``seen`` reports, if any yet."""
+        with self.arrived:
+            return self.reported[seen] if len(self.reported) > seen else None
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def floor_run(args, log: Path) -> dict:
     """A bare jupyter server as wbbench in its home, from exec to a 200 on /api/status."""
     port, token = free_port(), secrets.token_hex(16)
-    return _direct_run(_server_argv(env_bin, port, token), env_bin, {},
-                       f"http://127.0.0.1:{port}/api/status", {"Authorization": f"token {token}"},
-                       lambda status: status == 200, timeout, log)
+    return _direct_run(_server_argv(args.env_bin, port, token), args, {},
+                       lambda: f"http://127.0.0.1:{port}/api/status",
+                       {"Authorization": f"token {token}"}, lambda status: status == 200, log)
 
 
-def singleuser_run(env_bin: str, hub: ThrowawayHub, timeout: float, log: Path) -> dict:
+def singleuser_run(args, hub: ThrowawayHub, log: Path) -> dict:
     """The jobs' own server, jupyterhub-singleuser, started directly as wbbench (no Slurm, no
     spawner), from exec to its first HTTP answer (403: it wants a hub login)."""
     port = free_port()
-    return _direct_run([f"{env_bin}/jupyterhub-singleuser"], env_bin, _singleuser_env(hub, port),
-                       f"http://127.0.0.1:{port}/user/{USER}/api/status", {},
-                       lambda status: True, timeout, log)
+    return _direct_run([f"{args.env_bin}/jupyterhub-singleuser"], args,
+                       _singleuser_env(hub, port),
+                       lambda: f"http://127.0.0.1:{port}/user/{USER}/api/status", {},
+                       lambda status: True, log)
 
 
-def _direct_run(argv: list[str], env_bin: str, env_extra: dict, url: str, headers: dict, ok,
-                timeout: float, log: Path) -> dict:
-    """Start ``argv`` as wbbench in its home; seconds from exec until ``url`` answers ``ok``."""
+def job_command_run(kind: str, args, hub: ThrowawayHub, sink: PortSink, log: Path) -> dict:
+    """A spawner's job command (launcher and server) started directly as wbbench, with the
+    port callback going to ``sink``: from exec to the server's first HTTP answer on the port
+    the launcher reported."""
+    seen = len(sink.reported)
+    env = {**_singleuser_env(hub, 0), "JUPYTERHUB_API_URL": sink.api_url}
+
+    def url() -> str | None:
+        port = sink.port(seen)
+        return f"http://127.0.0.1:{port}/user/{USER}/api/status" if port else None
+
+    return _direct_run([f"{args.env_bin}/{name}" for name in JOB_COMMANDS[kind]], args, env,
+                       url, {}, lambda status: True, log)
+
+
+def _direct_run(argv: list[str], args, env_extra: dict, url, headers: dict, ok,
+                log: Path) -> dict:
+    """Start ``argv`` as wbbench in its home; seconds from exec until ``url()`` (None while
+    not known) answers ``ok``."""
+    env_bin, timeout = args.env_bin, args.timeout
     user = pwd.getpwnam(USER)
     env = {"HOME": user.pw_dir, "USER": USER, "LOGNAME": USER, "SHELL": user.pw_shell,
            "PATH": f"{env_bin}:/usr/bin:/bin", "LANG": os.environ.get("LANG", "C.UTF-8"),
-           **env_extra}
+           **({"PYTHONPATH": args.checkout} if args.checkout else {}), **env_extra}
     with open(log, "ab") as out:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, user=user.pw_uid, group=user.pw_gid, extra_groups=[],
@@ -200,7 +279,8 @@ def _direct_run(argv: list[str], env_bin: str, env_extra: dict, url: str, header
     try:
         while True:
             try:
-                if ok(requests.get(url, headers=headers, timeout=5).status_code):
+                where = url()
+                if where and ok(requests.get(where, headers=headers, timeout=5).status_code):
                     return {"seconds": round(time.perf_counter() - t0, 3)}
             except requests.ConnectionError:
                 pass
@@ -224,7 +304,8 @@ def _end(proc: subprocess.Popen) -> None:
 
 # -- the rounds ------------------------------------------------------------------------------
 
-def run_rounds(hubs: dict[str, ThrowawayHub], slurm, args, floor_log: Path) -> dict:
+def run_rounds(hubs: dict[str, ThrowawayHub], slurm, args, floor_log: Path,
+               sink: PortSink) -> dict:
     """``args.runs`` rounds; each round runs every kind once, the order rotating per round."""
     kinds = list(LABELS)
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
@@ -233,14 +314,16 @@ def run_rounds(hubs: dict[str, ThrowawayHub], slurm, args, floor_log: Path) -> d
         for kind in order:
             others = others_active(slurm, [USER])
             if kind == "floor":
-                run = floor_run(args.env_bin, args.timeout, floor_log)
+                run = floor_run(args, floor_log)
             elif kind == "singleuser":
-                run = singleuser_run(args.env_bin, hubs["ours"], args.timeout, floor_log)
+                run = singleuser_run(args, hubs["ours"], floor_log)
+            elif kind in JOB_COMMANDS:
+                run = job_command_run(kind, args, hubs["ours"], sink, floor_log)
             else:
                 run = spawn_run(hubs[kind], kind, slurm, args.timeout)
             run["other_jobs"] = others
             runs[kind].append(run)
-            print(f"round {i + 1}/{args.runs}  {kind:5s}  {run['seconds']:7.3f} s"
+            print(f"round {i + 1}/{args.runs}  {kind:10s}  {run['seconds']:7.3f} s"
                   f"  ({others} other job(s) on the cluster)", flush=True)
             time.sleep(1)
     return runs
@@ -265,16 +348,22 @@ def summarize(runs: dict[str, list[dict]]) -> dict:
         "stock_minus_floor_s": round(medians["stock"] - medians["floor"], 3),
         "stock_over_ours": round(medians["stock"] / medians["ours"], 3),
         "phases_median_s": phases,
-        # what is left to the spawner and the hub once JupyterHub's own single-user server
-        # and Slurm's dispatch of the batch job (its scheduler's 1 s loop) are taken out
+        # what is left to the spawner and the hub once the job's own command (launcher and
+        # single-user server) and Slurm's dispatch of the batch job (its scheduler's 1 s
+        # loop) are taken out
         "singleuser_minus_floor_s": round(medians["singleuser"] - medians["floor"], 3),
-        "ours_overhead_s": _overhead(runs["ours"], medians["singleuser"]),
-        "stock_overhead_s": _overhead(runs["stock"], medians["singleuser"]),
+        "ours_overhead_s": _overhead(runs["ours"], medians["ours_cmd"]),
+        "stock_overhead_s": _overhead(runs["stock"], medians["stock_cmd"]),
+        # the same less jupyterhub-singleuser alone instead (before the job commands were
+        # measured: launchers that make the server start faster show here as a negative share)
+        "ours_overhead_vs_singleuser_s": _overhead(runs["ours"], medians["singleuser"]),
+        "stock_overhead_vs_singleuser_s": _overhead(runs["stock"], medians["singleuser"]),
     }
 
 
 def _overhead(runs: list[dict], singleuser: float) -> float | None:
-    """Median over runs of (start → ready − Slurm's dispatch) − jupyterhub-singleuser alone."""
+    """Median over runs of (start → ready − Slurm's dispatch) − ``singleuser`` (the median of
+    the job's command, or of jupyterhub-singleuser, alone)."""
     values = [r["seconds"] - r["phases"][DISPATCH] for r in runs
               if r["phases"][DISPATCH] is not None]
     return round(statistics.median(values) - singleuser, 3) if values else None
@@ -298,7 +387,7 @@ def print_report(summary: dict) -> None:
     for kind in ("ours", "stock"):
         value = summary[f"{kind}_overhead_s"]
         if value is not None:
-            print(f"{kind:5s} − Slurm's dispatch − jupyterhub-singleuser alone: {value:+.3f} s "
+            print(f"{kind:5s} − Slurm's dispatch − its job command alone: {value:+.3f} s "
                   "(the spawner's and the hub's own share)")
     print("\nWhere the time goes (medians from the hub logs, ms resolution), seconds")
     print(f"{'':26s} {'ours':>7s} {'stock':>7s}")
@@ -316,9 +405,10 @@ def build_hubs(workdir: Path, args, node_address: str) -> dict[str, ThrowawayHub
         token = secrets.token_hex(32)
         specific = (ours_settings(hubdir, args.env_bin) if kind == "ours"
                     else stock_settings(args.env_bin, node_address))
-        settings = merge(common_settings(hubdir, ports, [USER], token, start_timeout=300),
-                         specific)
-        hubs[kind] = ThrowawayHub(kind, hubdir, ports, settings, token, args.env_bin)
+        settings = merge(common_settings(hubdir, ports, [USER], token, start_timeout=300,
+                                         checkout=args.checkout), specific)
+        hubs[kind] = ThrowawayHub(kind, hubdir, ports, settings, token, args.env_bin,
+                                  args.checkout)
     return hubs
 
 
@@ -336,8 +426,12 @@ def measure(args, stack: ExitStack) -> dict:
         stack.callback(hub.stop)
         hub.start()
         print(f"{hub.name} hub up at {hub.url} (log {hub.logfile})", flush=True)
-    runs = run_rounds(hubs, slurm, args, workdir / "floor-jupyter-server.log")
-    return summarize(runs)
+    sink = PortSink(f"http://127.0.0.1:{hubs['ours'].ports.hub}/hub/api")
+    stack.callback(sink.close)
+    runs = run_rounds(hubs, slurm, args, workdir / "floor-jupyter-server.log", sink)
+    summary = summarize(runs)
+    summary["checkout"] = args.checkout or None
+    return summary
 
 
 def main(argv=None) -> int:

@@ -11,10 +11,18 @@ while the server imports and starts in the main thread, and reports the port (wi
 hub client, :mod:`workbench.hubapi`) the moment the server accepts connections: the hub's
 first look finds it up. Nothing here may import JupyterHub or the workbench's hub side: it
 runs first in every job.
+
+Before the server imports, :func:`defer_iri_checker` keeps ``rfc3987_syntax`` from loading at
+start: ``jsonschema`` (imported by Jupyter Server's event logger) imports it for its ``iri``
+format check, and it builds its ~35 parsers at import: 0.77-0.9 s of the 1.3 s that importing
+Jupyter Server takes here (python-jsonschema/jsonschema#1428). No schema a session's server
+validates at start uses that format; it loads at the first ``iri`` check instead.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import runpy
 import shutil
@@ -23,6 +31,7 @@ import socket
 import sys
 import threading
 import time
+import types
 from urllib.parse import urlsplit, urlunsplit
 
 REPORT_TIMEOUT_S = 120.0  # the hub may be restarting; it re-adopts the job within this
@@ -90,6 +99,42 @@ def report_port(api_url: str, token: str, port: int, timeout_s: float = REPORT_T
         delay = min(delay * 2, 5.0)
 
 
+#: modules whose functions load at their first call, not at import: (module, functions)
+DEFERRED = (("rfc3987_syntax", ("is_valid_syntax",)),)
+
+
+def defer_iri_checker(deferred=DEFERRED) -> list[str]:
+    """Put a stand-in in ``sys.modules`` for each installed, not yet imported module of
+    ``deferred`` whose functions import the real module at their first call (and use it from
+    then on); returns the modules deferred."""
+    done = []
+    for name, functions in deferred:
+        if name in sys.modules or importlib.util.find_spec(name) is None:
+            continue
+        stand_in = types.ModuleType(name, f"{name}, loaded at the first call of "
+                                          f"{', '.join(functions)} (workbench-singleuser)")
+        for function in functions:
+            setattr(stand_in, function, _loads_on_call(stand_in, name, function))
+        sys.modules[name] = stand_in
+        done.append(name)
+    return done
+
+
+def _loads_on_call(stand_in: types.ModuleType, module: str, function: str):
+    real = None
+
+    def call(*args, **kwargs):
+        nonlocal real
+        if real is None:
+            if sys.modules.get(module) is stand_in:
+                del sys.modules[module]
+            real = getattr(importlib.import_module(module), function)
+        return real(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = function
+    return call
+
+
 USAGE = """usage: workbench-singleuser COMMAND [ARGS...]
 
 Run COMMAND (found on PATH, a Python console script such as jupyterhub-singleuser) in this
@@ -127,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         argv.append(f"--port={port}")
     threading.Thread(target=_report_when_listening, daemon=True, name="port-report",
                      args=(api_url, token, local_address(service_url), port)).start()
+    defer_iri_checker()
     sys.argv = [command, *argv[1:]]
     runpy.run_path(command, run_name="__main__")
 
