@@ -10,6 +10,11 @@
    call per token); sockets whose token lost access to this server are closed (code 1008),
    and the refusal is written into the cache, so that reconnecting fails too.
 
+3. **The hub away** (restarting, crashed): the owner's requests go on with the hub's last
+   answer about their token for up to ``hub_outage_grace`` seconds, so a session keeps
+   working while its hub is down; anyone else is answered 503 ("the hub is not answering"),
+   never let in on an answer the hub cannot confirm and never a 500.
+
 Outside a JupyterHub (no ``HubOAuth`` identity provider) it does nothing.
 """
 
@@ -70,6 +75,11 @@ def cache_key(token: str, session_id: str = "") -> str:
                                 hashlib.sha256(token.encode("utf8", "replace")).hexdigest())
 
 
+def cache_key_of(token: str) -> str:
+    """A key for a token checked without HubAuth's cache (no session id known)."""
+    return cache_key(token)
+
+
 class RevocationGuard(LoggingConfigurable):
     """Short cache for guests, and re-checked websockets, in one single-user server."""
 
@@ -85,6 +95,14 @@ class RevocationGuard(LoggingConfigurable):
         help="""Seconds between re-checks of the tokens of open websockets not the owner's
         (kernel, terminal, collaboration): the longest a revoked helper's open tab still
         works. At most 5. Example: 2.0.""",
+    ).tag(config=True)
+
+    hub_outage_grace = Float(
+        3600.0, min=0.0,
+        help="""Seconds the owner's requests may go on with the hub's last answer about
+        their token while the hub does not answer (restart, crash): the session keeps
+        working through a hub outage of up to this long. Others get 503 at once.
+        Example: 3600.""",
     ).tag(config=True)
 
     def install(self, serverapp) -> bool:
@@ -111,10 +129,43 @@ class RevocationGuard(LoggingConfigurable):
             return user
 
         idp.get_user = get_user_and_track
+        self._confirmed: dict[str, tuple[dict, float]] = {}  # cache key -> owner, when
+        hub_auth._check_hub_authorization = self._through_outages(
+            hub_auth._check_hub_authorization)
         self.log.info("revocation guard: %s's answers cached %s s, others' %s s; others' "
                       "websockets re-checked every %s s", self.owner, hub_auth.cache_max_age,
                       self.guest_cache_max_age, self.check_interval)
         return True
+
+    def _is_owner(self, model) -> bool:
+        return isinstance(model, dict) and model.get("name") == self.owner \
+            and model.get("kind", "user") == "user"
+
+    def _through_outages(self, check):
+        """``HubAuth._check_hub_authorization`` that remembers when the hub last confirmed
+        the owner's tokens and, while the hub does not answer (HubAuth's 500/502/503),
+        answers with that for the owner and 503 for anyone else."""
+        async def checked(url, api_token, cache_key=None, use_cache=True):
+            key = cache_key or cache_key_of(api_token)
+            try:
+                model = await check(url, api_token, cache_key=cache_key, use_cache=use_cache)
+            except HTTPError as e:
+                if e.status_code not in (500, 502, 503):
+                    raise
+                known, at = self._confirmed.get(key, (None, 0.0))
+                if known is not None and time.monotonic() - at <= self.hub_outage_grace:
+                    self.log.warning("revocation guard: the hub does not answer; %s goes on "
+                                     "as confirmed %.0f s ago", self.owner,
+                                     time.monotonic() - at)
+                    return known
+                raise HTTPError(503, "The hub is not answering right now (it may be "
+                                "restarting): try again in a minute.") from e
+            if self._is_owner(model):
+                self._confirmed[key] = (model, time.monotonic())
+            else:
+                self._confirmed.pop(key, None)
+            return model
+        return checked
 
     def track(self, handler: WebSocketHandler, username: str) -> None:
         token = self.hub_auth.get_token(handler)

@@ -4,6 +4,7 @@ hub roles and spawner scopes that sharing needs, and the revocation guard's cach
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -281,3 +282,51 @@ def test_the_guard_promises_at_most_five_seconds():
     for trait in RevocationGuard.class_own_traits(config=True).values():
         assert trait.help
     assert cache_key("tok", "s1").startswith("token:s1:")
+
+
+async def test_through_a_hub_outage_the_owner_goes_on_and_others_get_503():
+    """A real HubOAuth against a real (tiny) hub API that then goes away."""
+    import socket
+    from types import SimpleNamespace
+
+    from jupyterhub.services.auth import HubOAuth
+    from tornado.httpserver import HTTPServer
+    from tornado.web import Application, HTTPError, RequestHandler
+
+    models = {"alice-token": {"name": "alice", "kind": "user", "scopes": ["access:servers"]},
+              "sam-token": {"name": "sam", "kind": "user", "scopes": ["access:servers"]}}
+
+    class User(RequestHandler):
+        def get(self):
+            token = self.request.headers["Authorization"].split()[1]
+            self.finish(json.dumps(models[token]))
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hub = HTTPServer(Application([(r"/hub/api/user", User)]))
+    hub.listen(port, "127.0.0.1")
+    auth = HubOAuth(api_url=f"http://127.0.0.1:{port}/hub/api", api_token="server-token")
+    app = SimpleNamespace(identity_provider=SimpleNamespace(hub_auth=auth,
+                                                            get_user=lambda h: None))
+    guard = RevocationGuard(hub_outage_grace=0.5)
+    os.environ["JUPYTERHUB_USER"] = "alice"
+    try:
+        assert guard.install(app)
+    finally:
+        del os.environ["JUPYTERHUB_USER"]
+    ask = lambda token: auth.user_for_token(token, use_cache=False, sync=False)  # noqa: E731
+    assert (await ask("alice-token"))["name"] == "alice"
+    assert (await ask("sam-token"))["name"] == "sam"
+    hub.stop()
+    await hub.close_all_connections()
+    # the hub is gone: the owner's confirmed token goes on, a helper's is refused with 503
+    assert (await ask("alice-token"))["name"] == "alice"
+    for token in ("sam-token", "never-seen"):
+        with pytest.raises(HTTPError) as e:
+            await ask(token)
+        assert e.value.status_code == 503 and "not answering" in e.value.log_message
+    time.sleep(0.6)  # past hub_outage_grace: the owner waits for the hub too
+    with pytest.raises(HTTPError) as e:
+        await ask("alice-token")
+    assert e.value.status_code == 503
