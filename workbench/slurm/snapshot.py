@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from . import queries
-from .client import Query, SlurmClient, SlurmError
+from .client import Query, SlurmClient
 from .models import Job, LiveUsage, Node, Partition
 
 T = TypeVar("T")
@@ -47,7 +47,7 @@ class Snapshot(Generic[T]):
         self._value: T | None = None
         self._started = float("-inf")  # when the query behind _value was started
         self._tried = float("-inf")  # when the last query (answered or failed) was started
-        self._failure: SlurmError | None = None  # what the last query raised, if it failed
+        self._failure: Exception | None = None  # what the last query raised, if it failed
         self._not_before = float("-inf")  # readers need a query started after this
         self._lock = asyncio.Lock()
         self._thread_lock = threading.Lock()
@@ -79,11 +79,15 @@ class Snapshot(Generic[T]):
         return self._value
 
     async def _query(self) -> T:
+        before = self._tried
         started = self._begin()
         try:
             result = await self.client.arun(self.query())
-        except SlurmError as e:
+        except Exception as e:  # kept for the callers of its time, then raised
             self._failure = e
+            raise
+        except asyncio.CancelledError:  # as if it had not started: a waiter runs its own
+            self._tried = before
             raise
         return self._keep(started, result)
 
@@ -108,7 +112,7 @@ class Snapshot(Generic[T]):
             started = self._begin()
             try:
                 result = self.client.run(self.query())
-            except SlurmError as e:
+            except Exception as e:  # kept for the callers of its time, then raised
                 self._failure = e
                 raise
             return self._keep(started, result)
@@ -223,7 +227,8 @@ def _shared(kind: type, client: SlurmClient, *args):
 
 def shared_snapshot(client: SlurmClient, max_age: float = 1.0,
                     min_interval: float = 0.0) -> JobSnapshot:
-    """The process-wide job snapshot for ``client``'s cluster."""
+    """The process-wide job snapshot for ``client``'s cluster (``max_age`` and
+    ``min_interval`` as :class:`Snapshot`'s, from the first caller in the process)."""
     return _shared(JobSnapshot, client, max_age, min_interval)
 
 
