@@ -6,6 +6,11 @@ A view over plain objects that work without it (as ``distributed``'s cluster wid
 the widget adds no rule of its own. The choices come from the spawn form's cluster view and
 every request goes through its check; a refused one shows the reason, and what would fit, in
 the panel's status line, and nothing is submitted.
+
+The live table reads the kernel's one job snapshot (:func:`workbench.scaling.session.
+session_jobs`), never a ``squeue`` of its own: however many panels a kernel shows, and whatever
+their ``refresh_s``, the controller sees at most one ``squeue`` per
+:data:`~workbench.scaling.session.SESSION_PERIOD` from it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import html
 import logging
 import threading
+import time
 
 import ipywidgets as w
 from traitlets import Float, Instance, Int, List, Unicode, observe
@@ -26,7 +32,7 @@ from workbench.scaling.pools import (
     check_total,
 )
 from workbench.scaling.session import NotInSession, Session
-from workbench.slurm import SlurmError, queries
+from workbench.slurm import SlurmError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +91,9 @@ class ClusterScaler(w.VBox):
     in), ``n_workers`` (Dask workers connected now), ``job_ids`` (the worker jobs, or the torch
     run's job), ``rows`` (the worker table as dicts). ``scaler.cluster`` is the plain
     :class:`PoolCluster`, ``scaler.client`` a ``distributed.Client`` on it, ``scaler.result``
-    rank 0's result of the last torch run.
+    rank 0's result of the last torch run. ``refresh_s``: seconds between redraws of the
+    table (the queue itself is read from the kernel's shared snapshot, at most every
+    :data:`~workbench.scaling.session.SESSION_PERIOD` s whatever this is).
     """
 
     engine = Unicode("dask")
@@ -111,6 +119,7 @@ class ClusterScaler(w.VBox):
         self._owns_cluster = cluster is None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._known: dict[int, float] = {}  # worker job id -> when this panel first saw it
         self.refresh_s = refresh_s
         if cluster is not None:
             pools = [p.pool for p in cluster.pools.values()]
@@ -312,7 +321,8 @@ class ClusterScaler(w.VBox):
     # -- the live table --------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Redraw the worker table from one ``squeue``."""
+        """Redraw the worker table from the kernel's shared job snapshot (one ``squeue`` per
+        :data:`~workbench.scaling.session.SESSION_PERIOD` for every panel of the kernel)."""
         if not self._lock.acquire(blocking=False):
             return
         try:
@@ -323,16 +333,20 @@ class ClusterScaler(w.VBox):
             self._lock.release()
 
     def _refresh(self) -> None:
-        jobs = None
         if self.engine == "torch" and self.run is not None:
-            jobs = self.session.slurm.run(queries.jobs())
-            self._show_run(jobs)
+            self._show_run(self.session.jobs.read())
             return
         if self.cluster is None:
             self.table.value = "<p>No workers yet: press Scale or Adapt.</p>"
             return
-        jobs = self.session.slurm.run(queries.jobs())
-        rows = self.cluster.worker_rows(jobs)
+        snapshot = self.session.jobs
+        jobs = list(snapshot.read().values())
+        # job ids this panel first saw after the snapshot's query started are newer than it
+        now = time.monotonic()
+        for job_id in self.cluster.job_ids().values():
+            self._known.setdefault(job_id, now)
+        read_at = now - snapshot.age
+        rows = self.cluster.worker_rows(jobs, {j for j, t in self._known.items() if t > read_at})
         self.rows = [r.as_dict() for r in rows]
         self.job_ids = [r.job_id for r in rows if r.job_id]
         self.n_workers = sum(r.connected for r in rows)
@@ -344,11 +358,11 @@ class ClusterScaler(w.VBox):
             [(r.name, r.job_id or "", r.partition, r.node, r.state, r.gpus,
               "yes" if r.connected else "no", r.why) for r in rows])
 
-    def _show_run(self, jobs) -> None:
+    def _show_run(self, jobs: dict) -> None:
         from workbench.waits import describe_pending
 
         run = self.run
-        job = next((j for j in jobs if str(j.job_id) == run.job_id), None)
+        job = jobs.get(int(run.job_id))
         state = job.state.value if job else "ENDED"
         why = describe_pending(job.reason) if job and job.state.is_pending else ""
         self.job_ids = [int(run.job_id)]

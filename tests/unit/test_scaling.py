@@ -310,3 +310,36 @@ def test_worker_table_says_why_a_worker_waits():
     assert by["gpu-0"].state == "PENDING" and "position 2 of 2" in by["gpu-0"].why
     assert (by["cpu-0"].node, by["cpu-0"].connected) == ("cpu-1", True)
     assert (by["cpu-1"].state, by["cpu-1"].partition) == ("SUBMITTING", "cpu")
+
+
+def test_a_job_newer_than_the_queue_read_is_submitted_not_ended():
+    rows = worker_rows(["cpu-0", "cpu-1"], {"cpu-0": 8, "cpu-1": 9}, [], [], {"cpu": "cpu"},
+                       newer={9})
+    by = {r.name: r for r in rows}
+    assert (by["cpu-0"].state, by["cpu-0"].why) == ("ENDED", "left the queue")
+    assert by["cpu-1"].state == "SUBMITTED" and by["cpu-1"].partition == "cpu"
+
+
+class WatchedJob:
+    """A submitit job whose ``done`` records whether it was forced to ask sacct."""
+
+    def __init__(self, job_id: int, done_at: int):
+        self.job_id, self.done_at, self.forced = str(job_id), done_at, []
+
+    def done(self, force_check=False):
+        self.forced.append(force_check)
+        return force_check or len(self.forced) >= self.done_at
+
+
+def test_waiting_for_a_torch_run_forces_sacct_only_once_the_queue_says_it_ended():
+    from tests.unit.test_scaling_widget import RecordedSlurm
+    from workbench.scaling.torchrun import TorchRun
+
+    slurm = RecordedSlurm()
+    running = WatchedJob(2, done_at=3)                  # RUNNING in the recording
+    TorchRun(running, 1, slurm).wait(poll_s=0.01)
+    assert running.forced == [False, False, False]      # submitit's own schedule only
+    failed = WatchedJob(1, done_at=99)                  # FAILED in the recording
+    TorchRun(failed, 1, slurm).wait(poll_s=0.01)
+    assert failed.forced == [True]
+    assert slurm.calls == 1                             # one squeue for both runs

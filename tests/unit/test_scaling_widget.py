@@ -3,6 +3,8 @@
 The panel sits over a PoolCluster whose job class records instead of submitting (see
 test_scaling.py), and reads the queue from a recorded ``squeue --json``."""
 
+import itertools
+import time
 from pathlib import Path
 
 import pytest
@@ -22,11 +24,23 @@ from workbench.scaling.cluster import PoolCluster
 SQUEUE = (Path(__file__).parent.parent / "fixtures" / "squeue-22.05.json").read_text()
 
 
+_clusters = itertools.count()
+
+
 class RecordedSlurm:
-    """Answers ``squeue --json`` with a recording (the only query the panel runs itself)."""
+    """Answers ``squeue --json`` with a recording (the only query the panel runs itself) and
+    counts the calls. Each is a cluster of its own (``bindir``), so no two tests share the
+    kernel's job snapshot."""
+
+    slurm_conf = None
+
+    def __init__(self):
+        self.bindir = f"recorded-{next(_clusters)}"
+        self.calls = 0
 
     def run(self, query):
         assert query.cmd == "squeue"
+        self.calls += 1
         return query.parse(SQUEUE)
 
 
@@ -117,3 +131,31 @@ def test_pytorch_engine_runs_a_function(scaler):
     assert scaler.scale_button not in scaler.buttons.children
     scaler.run_button.click()                      # no function given
     assert "give the function to run" in scaler.status
+
+
+def test_panels_of_one_kernel_share_one_squeue(scaler):
+    """Five panels redrawing every 50 ms for a second: the squeue of one, not of five (at
+    most one per SESSION_PERIOD, 3 s, for the whole kernel)."""
+    slurm = scaler.session.slurm
+    assert slurm.calls == 1                              # the first panel's first look
+    more = [ClusterScaler(cluster=scaler.cluster, refresh_s=0.05) for _ in range(4)]
+    try:
+        time.sleep(1)
+        assert slurm.calls == 1
+        assert all(p.table.value == scaler.table.value for p in more)
+    finally:
+        for p in more:
+            p.close()
+
+
+def test_a_worker_submitted_after_the_last_look_is_not_called_ended(scaler):
+    rows(scaler)["cpu"].count.value = 2
+    scaler.scale_button.click()
+    scaler.cluster.sync(scaler.cluster._correct_state)
+    scaler.refresh()                                     # the snapshot predates the sbatch
+    assert [r["state"] for r in scaler.rows] == ["SUBMITTED"] * 2
+    scaler.session.jobs.invalidate()                     # a look after it: not in squeue
+    scaler.refresh()
+    assert [r["state"] for r in scaler.rows] == ["ENDED"] * 2
+    scaler.stop_button.click()
+    scaler.cluster.sync(scaler.cluster._correct_state)

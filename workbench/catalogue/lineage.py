@@ -38,6 +38,9 @@ class JobContext:
 
 #: how old (s) the shared job snapshot may be when it already shows the caller's job running
 SNAPSHOT_AGE = 60.0
+#: the least time (s) between two ``squeue`` for jobs the snapshot did not show: however
+#: many opens name unknown (or bogus) job ids, they cost one call per this, together
+RECHECK_INTERVAL = 1.0
 
 
 def _mine(job: Job | None, user: str) -> bool:
@@ -47,12 +50,14 @@ def _mine(job: Job | None, user: str) -> bool:
 async def check_job(slurm: SlurmClient, user: str, job_id: int, node: str | None) -> JobContext:
     """The caller's job as Slurm knows it: it must be theirs and running (a user cannot
     attach data to someone else's job). Its account is the project the data is read for.
-    One ``squeue`` serves every open for a few seconds; a job it does not show (yet) as the
-    caller's running job is looked up afresh before the answer is no."""
-    snap = shared_snapshot(slurm, SNAPSHOT_AGE)
+    One ``squeue`` serves every open for a minute; a job it does not show (yet) as the
+    caller's running job is looked up in the next ``squeue`` started after the open asked,
+    shared by every open waiting then and never sooner than :data:`RECHECK_INTERVAL` after
+    the previous one, before the answer is no."""
+    snap = shared_snapshot(slurm, SNAPSHOT_AGE, RECHECK_INTERVAL)
     job = (await snap.jobs()).get(job_id)
     if not _mine(job, user):
-        job = (await snap.jobs(max_age=0)).get(job_id)
+        job = (await snap.recheck()).get(job_id)
     if not _mine(job, user):
         raise JobCheckError(f"job {job_id} is not a running job of {user}'s")
     return JobContext(job_id, node or job.batch_host or job.nodes or None, job.account)

@@ -255,11 +255,12 @@ class PoolCluster(JobQueueCluster):
         self._pool_counter.setdefault(pool.name, 0)
         return checked
 
-    def worker_rows(self, jobs) -> list:
-        """The live worker table (:func:`.workers.worker_rows`) from one ``squeue``."""
+    def worker_rows(self, jobs, newer=()) -> list:
+        """The live worker table (:func:`.workers.worker_rows`) from one ``squeue``
+        (``newer``: job ids submitted after it was read)."""
         connected = [w.get("name") for w in self.scheduler_info.get("workers", {}).values()]
         return worker_rows(self.worker_spec, self.job_ids(), connected, jobs,
-                           {p: r.request.partition for p, r in self.pools.items()})
+                           {p: r.request.partition for p, r in self.pools.items()}, newer)
 
     # -- what the user sees ----------------------------------------------------------------
 

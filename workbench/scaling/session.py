@@ -8,6 +8,10 @@ and the spawner's ``stop()`` can cancel them once the session is gone.
 
 The cluster view and budgets come from :func:`workbench.resources.cluster_view`, as the spawn
 form's do: one source for what a user may ask for.
+
+Everything in a kernel that reads the queue (the session itself, every scaler panel, torch
+runs) reads one job snapshot (:func:`session_jobs`): however many panels are open, the
+kernel runs at most one ``squeue`` per :data:`SESSION_PERIOD`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..resources import ClusterView, budget_allocations, cluster_view
-from ..slurm import SlurmClient, queries
+from ..slurm import SlurmClient
+from ..slurm.snapshot import JobSnapshot, shared_nodes, shared_snapshot
 from ..tags import parse_job_tag, worker_tag
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,18 @@ _DROP_NAMES = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK",
 _KEEP = ("SLURM_CONF",)
 
 _environ_lock = threading.Lock()
+
+#: the least time (s) between two ``squeue`` of one kernel, whatever reads the queue in it
+#: (scaler panels, sessions, torch runs): at most 20 a minute per session
+SESSION_PERIOD = 3.0
+#: how old (s) the node addresses a session reads may be (they change with slurm.conf only)
+NODES_AGE = 60.0
+
+
+def session_jobs(slurm: SlurmClient) -> JobSnapshot:
+    """The kernel's one job snapshot of ``slurm``'s cluster, read with ``.read()`` from any
+    thread: one ``squeue`` per :data:`SESSION_PERIOD` at most, for every reader."""
+    return shared_snapshot(slurm, SESSION_PERIOD, SESSION_PERIOD)
 
 
 class NotInSession(RuntimeError):
@@ -119,7 +136,7 @@ class Session:
             raise NotInSession(
                 "This is not a workbench session (no SLURM_JOB_ID): start a server from the "
                 "hub and scale from its notebooks, so that the workers belong to a session.")
-        job = next((j for j in slurm.run(queries.jobs()) if j.job_id == int(job_id)), None)
+        job = session_jobs(slurm).read().get(int(job_id))
         if job is None or not job.state.is_running:
             raise NotInSession(f"Session job {job_id} is not running in Slurm.")
         tag = job.comment
@@ -128,7 +145,8 @@ class Session:
                 f"Job {job_id} is not a workbench session (its comment is {tag!r}); worker "
                 "jobs are started from a notebook server the hub started.")
         node = env.get("SLURMD_NODENAME") or job.batch_host
-        address = next((n.address for n in slurm.run(queries.nodes()) if n.name == node), "")
+        address = next((n.address for n in shared_nodes(slurm).read(NODES_AGE)
+                        if n.name == node), "")
         if not address:
             raise NotInSession(f"Slurm does not know the address of node {node!r}.")
         return cls(user=getpass.getuser(), job_id=int(job_id), node=node, address=address,
@@ -140,9 +158,14 @@ class Session:
         """The comment every worker job of this session carries."""
         return worker_tag(self.tag, self.job_id)
 
+    @property
+    def jobs(self) -> JobSnapshot:
+        """The kernel's shared job snapshot (:func:`session_jobs`)."""
+        return session_jobs(self.slurm)
+
     def worker_jobs(self, jobs=None) -> list:
-        """This session's active worker jobs, from one ``squeue`` (or ``jobs``)."""
-        jobs = self.slurm.run(queries.jobs()) if jobs is None else jobs
+        """This session's active worker jobs, from the shared snapshot (or ``jobs``)."""
+        jobs = self.jobs.read().values() if jobs is None else jobs
         return [j for j in jobs if j.comment == self.worker_tag and j.state.is_active]
 
     def cluster_view(self, allocations_file: str | None = None) -> ClusterView:

@@ -32,7 +32,7 @@ from pathlib import Path
 from ..resources import InvalidRequest, check_budget, validate_request
 from ..slurm import JobState, SlurmClient, queries
 from .pools import ScalingError, WorkerPool, check_count, check_nodes
-from .session import Session, clean_environ
+from .session import Session, clean_environ, session_jobs
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +114,12 @@ class TorchRun:
         return str(self.job.job_id)
 
     def state(self) -> JobState:
-        """The job's state now (one squeue; sacct once it has left squeue)."""
-        for j in self.slurm.run(queries.jobs()):
-            if str(j.job_id) == self.job_id:
-                return j.state
+        """The job's state, from the kernel's shared job snapshot (at most
+        :data:`~workbench.scaling.session.SESSION_PERIOD` old; sacct once it has left
+        squeue)."""
+        job = session_jobs(self.slurm).read().get(int(self.job_id))
+        if job is not None:
+            return job.state
         end = self.slurm.run(queries.job_end(int(self.job_id)))
         return end[0] if end else JobState.UNKNOWN
 
@@ -141,8 +143,12 @@ class TorchRun:
         last = None
         delay = 0.2
         try:
-            while not self.job.done(force_check=True):
+            while True:
                 state = self.state()
+                # submitit asks sacct itself when forced: only once the job has left the
+                # active states in the shared snapshot (its result file ends it sooner)
+                if self.job.done(force_check=not state.is_active):
+                    break
                 if state != last and on_state is not None:
                     on_state(state)
                 last = state
@@ -234,6 +240,7 @@ def torch_submit(fn: Callable, *args, nodes: int = 1, gpus_per_node: int = 0,
         **({"gres": request.gres} if request.gres else {}))
     with clean_environ():  # no SLURM_* of the session, no JUPYTERHUB_API_TOKEN
         job = executor.submit(_rank_main, fn, args, kwargs, init_timeout_s)
+    session.jobs.invalidate()  # the next look at the queue must see the new job
     log.info("torch run %s: job %s, %d x %d ranks in %s for %s", getattr(fn, "__name__", fn),
              job.job_id, nodes, tasks, request.partition, request.account)
     return TorchRun(job, nodes * tasks, session.slurm)

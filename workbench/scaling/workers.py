@@ -3,7 +3,7 @@ waits (the spawn page's plain words and queue position, :mod:`workbench.waits`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from ..slurm import Job
@@ -27,11 +27,14 @@ class WorkerRow:
 
 
 def worker_rows(planned: Iterable[str], job_ids: dict[str, int], connected: Iterable[str],
-                jobs: Iterable[Job], partitions: dict[str, str]) -> list[WorkerRow]:
+                jobs: Iterable[Job], partitions: dict[str, str],
+                newer: Collection[int] = ()) -> list[WorkerRow]:
     """One row per planned worker name (``pool-i``), from one ``squeue`` (``jobs``).
 
     ``job_ids``: worker name -> job id of the submitted ones; ``connected``: names the
-    scheduler sees; ``partitions``: pool -> partition, for workers not submitted yet."""
+    scheduler sees; ``partitions``: pool -> partition, for workers not submitted yet;
+    ``newer``: job ids submitted after ``jobs`` was read (a shared snapshot): missing from
+    it, they are SUBMITTED, where any other missing job has ENDED."""
     jobs = list(jobs)
     by_id = {j.job_id: j for j in jobs}
     connected = set(connected)
@@ -43,6 +46,9 @@ def worker_rows(planned: Iterable[str], job_ids: dict[str, int], connected: Iter
         job = by_id.get(job_id) if job_id else None
         if job_id is None:
             state, why, node, gpus, part = "SUBMITTING", "sbatch running", "", 0, ""
+        elif job is None and job_id in newer:
+            state, why, node, gpus, part = "SUBMITTED", "not in the queue's last look yet", \
+                "", 0, ""
         elif job is None:
             state, why, node, gpus, part = "ENDED", "left the queue", "", 0, ""
         else:
