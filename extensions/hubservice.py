@@ -145,31 +145,15 @@ class OpenAPIHandler(APIHandler):
         self.write_json(self.settings["openapi"])
 
 
-def openapi(title: str, description: str, paths: dict) -> dict:
-    """An OpenAPI 3 document of a service's API: ``paths`` relative to the service prefix,
-    every operation answering errors as ``{"message": ...}`` (401, 403, 400, 413 ...)."""
-    error = {"description": "refused, with the reason",
-             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    for operations in paths.values():
-        for operation in operations.values():
-            operation.setdefault("responses", {}).setdefault("default", error)
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": title, "description": description, "version": "1"},
-        "security": [{"hubToken": []}],
-        "paths": {"/api/openapi.json": {"get": {
-            "summary": "this document",
-            "responses": {"200": {"description": "OpenAPI 3", "content": {
-                "application/json": {"schema": {"type": "object"}}}}, "default": error}}},
-            **paths},
-        "components": {
-            "schemas": {"Error": {"type": "object", "required": ["message"],
-                                  "properties": {"message": {"type": "string"}}}},
-            "securitySchemes": {"hubToken": {
-                "type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "a hub token: 'token <token>' (or the service's OAuth cookie)"}},
-        },
-    }
+class NotFoundHandler(web.RequestHandler):
+    """Every path the service does not serve: a JSON 404 (Tornado's own is an HTML page,
+    which a JSON client cannot read)."""
+
+    def prepare(self):
+        raise ServiceError(404, "nothing here: the service's API is described at "
+                                "api/openapi.json")
+
+    write_error = APIHandler.write_error
 
 
 class PageHandler(HubOAuthenticated, web.RequestHandler):
@@ -187,6 +171,7 @@ def make_app(handlers: list[tuple], settings: dict | None = None,
     hub_auth = HubOAuth(cache_max_age=5)
     return web.Application(
         routes,
+        default_handler_class=NotFoundHandler,
         hub_auth=hub_auth,
         cookie_secret=os.urandom(32),
         xsrf_cookies=False,

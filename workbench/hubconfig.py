@@ -174,7 +174,7 @@ def update_services(c, site: Site) -> None:
 
 def update_spawner(c, site: Site) -> None:
     # the hub side: only where a hub is configured
-    from spawners import api, presets, sessions, walltime
+    from spawners import api, openapi, presets, sessions, walltime
 
     api.install()  # our strict port callback in place of batchspawner's
     c.JupyterHub.spawner_class = "slurm-gpu"
@@ -182,7 +182,7 @@ def update_spawner(c, site: Site) -> None:
     c.JupyterHub.template_paths = [str(Path(walltime.__file__).parent / "templates" / "hub")]
     c.JupyterHub.extra_handlers = [(walltime.ROUTE, walltime.WalltimeHandler),
                                    (sessions.ROUTE, sessions.SessionsHandler),
-                                   *presets.handlers()]
+                                   *presets.handlers(), *openapi.handlers()]
     # what the sessions API reads when a user has no spawner of ours yet
     c.JupyterHub.tornado_settings = {"workbench_audit": site.audit_url,
                                      "workbench_cull_timeout": site.cull_timeout}

@@ -44,6 +44,10 @@ def _construct_mapping(loader, node):
     lines: dict = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        if isinstance(key, (list, dict)):  # `? [a, b]`: safe_load refuses it too
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a key must be a name or a number, not a "
+                f"{'list' if isinstance(key, list) else 'mapping'}", key_node.start_mark)
         if key in lines:
             raise yaml.constructor.ConstructorError(
                 None, None, f"{key!r} is written twice (first on line {lines[key]})",

@@ -38,6 +38,9 @@ from .webinput import whole
 _log = logging.getLogger(__name__)
 
 FIELDS = ("partition", "account", "gpus", "gpu_type", "cpus", "memory", "runtime")
+#: the longest time limit Slurm takes, in minutes (32 bits; the two values above it mean
+#: "infinite" and "not set"): the most a partition without MaxTime allows
+MAX_TIME_MIN = 2**32 - 3
 
 _MEMORY_RE = re.compile(r"^([1-9][0-9]{0,8})([KMGT]?)$")
 _RUNTIME_RE = re.compile(r"^(?:(\d{1,2})-)?(\d{1,3}):([0-5]\d):([0-5]\d)$")
@@ -268,8 +271,10 @@ def validate_request(options: Mapping, view: ClusterView,
     if not isinstance(options, Mapping):
         raise InvalidRequest("user_options", "must be an object of field: value")
     unknown = sorted(str(k) for k in options if k not in FIELDS)
-    if unknown:
-        raise InvalidRequest(unknown[0], f"unknown field; the fields are: {', '.join(FIELDS)}")
+    if unknown:  # named as written, or quoted when that would not show (empty, spaces...)
+        name = unknown[0] if unknown[0].isidentifier() and len(unknown[0]) <= 40 \
+            else repr(unknown[0][:40])
+        raise InvalidRequest(name, f"unknown field; the fields are: {', '.join(FIELDS)}")
     if not view.accounts:
         raise InvalidRequest(
             "account", "you belong to no Slurm project account yet; ask your project's "
@@ -309,9 +314,10 @@ def validate_request(options: Mapping, view: ClusterView,
         runtime_min = parse_runtime_min(merged["runtime"])
     except ValueError as e:
         raise InvalidRequest("runtime", str(e)) from None
-    limit = offer.max_time_min
-    if runtime_min < 1 or (limit is not None and runtime_min > limit):
-        most = format_duration(limit) if limit is not None else "no limit"
+    limit = MAX_TIME_MIN if offer.max_time_min is None else min(offer.max_time_min,
+                                                                 MAX_TIME_MIN)
+    if not 1 <= runtime_min <= limit:
+        most = format_duration(limit)
         raise InvalidRequest(
             "runtime", f"{merged['runtime']} is outside partition {partition}'s limit "
             f"(1 minute to {most})")

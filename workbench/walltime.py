@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .resources import Budget, InvalidRequest, fits_budget
+from .resources import MAX_TIME_MIN, Budget, InvalidRequest, fits_budget
 from .slurm.models import Job, Partition
 from .slurm.parse import format_duration
 
@@ -48,11 +48,13 @@ def plan_extension(job: Job, wall: Walltime, minutes, budget: Budget | None) -> 
     if isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 1:
         raise InvalidRequest("minutes", f"{minutes!r} is not a whole number of minutes >= 1")
     new_limit = wall.time_limit_min + minutes
-    if wall.max_limit_min is not None and new_limit > wall.max_limit_min:
-        room = wall.max_limit_min - wall.time_limit_min
+    most = MAX_TIME_MIN if wall.max_limit_min is None else min(wall.max_limit_min,
+                                                                MAX_TIME_MIN)
+    if new_limit > most:
+        room = max(most - wall.time_limit_min, 0)
         raise InvalidRequest(
             "minutes", f"partition {job.partition} allows at most "
-            f"{format_duration(wall.max_limit_min)} per job; this session has "
+            f"{format_duration(most)} per job; this session has "
             f"{format_duration(wall.time_limit_min)}, so at most {room} more minute"
             f"{'s' if room != 1 else ''} can be added")
     if budget is not None and job.gpus:

@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
-from extensions.hubservice import openapi
+from workbench.openapi import openapi
+
+#: the longest value of a query parameter, and of a name (project, node)
+MAX_QUERY, MAX_NAME = 200, 100
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
        "description": "the dataset's id, e.g. crop-yields"}
-_PROJECT = {"name": "project", "in": "query", "schema": {"type": "string", "maxLength": 100},
+_PROJECT = {"name": "project", "in": "query", "schema": {"type": "string", "maxLength": MAX_NAME},
             "description": "the project the caller acts for (one of theirs)"}
 _OBJECT = {"application/json": {"schema": {"type": "object"}}}
 
 
 def _text(name: str, description: str) -> dict:
-    return {"name": name, "in": "query", "schema": {"type": "string", "maxLength": 200},
+    return {"name": name, "in": "query", "schema": {"type": "string", "maxLength": MAX_QUERY},
             "description": description}
 
 
@@ -50,8 +53,8 @@ DOCUMENT = openapi("catalogue", "Governed datasets: search, licences, open (DCAT
         "requestBody": {"content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False, "properties": {
                 "job_id": {"type": "integer", "minimum": 1},
-                "node": {"type": "string", "maxLength": 100},
-                "project": {"type": "string", "maxLength": 100}}}}}},
+                "node": {"type": "string", "maxLength": MAX_NAME},
+                "project": {"type": "string", "maxLength": MAX_NAME}}}}}},
         "responses": _ok("the path and distributions")}},
     "/api/catalogue.jsonld": {"get": {
         "summary": "the whole catalogue as DCAT-AP 3 JSON-LD",

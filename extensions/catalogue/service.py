@@ -31,7 +31,7 @@ from pathlib import Path
 from traitlets import Bool, Unicode, default
 from traitlets.config import Application
 
-from extensions.catalogue.openapi import DOCUMENT
+from extensions.catalogue.openapi import DOCUMENT, MAX_NAME, MAX_QUERY
 from extensions.hubservice import APIHandler, OpenAPIHandler, ServiceError, serve
 from workbench.audit import AuditLog
 from workbench.catalogue import jsonld
@@ -45,15 +45,21 @@ from workbench.webinput import query_int, whole
 
 log = logging.getLogger("extensions.catalogue")
 
-#: query parameters of GET datasets, and the longest value each may have
+#: query parameters of GET datasets (each at most MAX_QUERY characters, a project MAX_NAME)
 QUERY_PARAMS = ("q", "theme", "licence", "format", "personal_data", "data_space", "project",
                 "offset", "limit")
-MAX_QUERY = 200
 #: query parameters of GET datasets/{id}
 DATASET_PARAMS = ("project",)
 #: datasets per page of GET datasets: by default, and at most
 PAGE, MAX_PAGE = 100, 10_000
 _TRUE, _FALSE = {"true", "yes", "1"}, {"false", "no", "0"}
+
+
+def check_name(key: str, value) -> None:
+    """A project or node name, wherever it is given: printable text of at most MAX_NAME
+    characters; else 400 naming ``key``."""
+    if not isinstance(value, str) or len(value) > MAX_NAME or not value.isprintable():
+        raise ServiceError(400, f"{key} must be a name of at most {MAX_NAME} characters")
 
 
 class CatalogueHandler(APIHandler):
@@ -83,6 +89,8 @@ class CatalogueHandler(APIHandler):
                 raise ServiceError(400, f"{key} must be one line of at most {MAX_QUERY} "
                                    "characters")
             out[key] = value
+        if "project" in out:
+            check_name("project", out["project"])
         return out
 
     def filters(self) -> dict:
@@ -123,8 +131,6 @@ class DatasetsHandler(CatalogueHandler):
 class DatasetHandler(CatalogueHandler):
     def get(self, dataset_id):
         project = self.query(DATASET_PARAMS).get("project")
-        if project is not None and (len(project) > 100 or not project.isprintable()):
-            raise ServiceError(400, "project must be a name of at most 100 characters")
         self.write_json(self.store.details(self.user, dataset_id, project))
 
 
@@ -151,9 +157,8 @@ class OpenHandler(CatalogueHandler):
             if isinstance(job_id, bool) or not isinstance(job_id, int) or job_id <= 0:
                 raise ServiceError(400, "job_id must be a Slurm job id (a whole number)")
         for key in ("node", "project"):
-            value = body.get(key)
-            if value is not None and (not isinstance(value, str) or len(value) > 100):
-                raise ServiceError(400, f"{key} must be a name of at most 100 characters")
+            if body.get(key) is not None:
+                check_name(key, body[key])
         self.write_json(await self.store.open(self.user, dataset_id, job_id,
                                               body.get("node"), body.get("project")))
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from extensions.hubservice import openapi
 from workbench.help.store import MAX_ID, MAX_MESSAGE, MAX_MINUTES, MAX_NOTEBOOK, MIN_MINUTES
+from workbench.openapi import openapi
 
 _ID = {"name": "id", "in": "path", "required": True,
        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}

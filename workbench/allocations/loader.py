@@ -9,6 +9,7 @@ their programme's share, grants within their programme's share.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import pwd
 import re
 import threading
@@ -249,7 +250,8 @@ def _project(c: _Checker, projs_raw, name, spec, pname, seen, check_users):
         c.fail(spec, key, f"project {name}: unknown key {key!r}; "
                f"allowed: {', '.join(sorted(_PROJECT_KEYS))}")
     hours = spec.get("gpu_hours", 0)
-    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours < 0:
+    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or \
+            not 0 <= hours < math.inf:  # .nan and .inf are YAML floats too
         c.fail(spec, "gpu_hours", f"project {name}: gpu_hours must be a number >= 0, "
                f"not {hours!r}")
     members = spec.get("members") or []

@@ -4,6 +4,7 @@ programme's reservation and grants against its share."""
 
 from __future__ import annotations
 
+import math
 import re
 
 from .model import Allocations, Share, machine_gpu_hours
@@ -41,7 +42,8 @@ def parse_share(c, pspec, pname: str, totals) -> Share:
                 c.fail(raw, gpu_type, f"programme {pname}: share of {gpu_type} is {value}, "
                        "over 100%")
             per_type[gpu_type] = (pct, "%")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                0 <= value < math.inf:  # not .nan or .inf
             per_type[gpu_type] = (float(value), "h")
         else:
             c.fail(raw, gpu_type, f"programme {pname}: share of {gpu_type} must be a "

@@ -281,7 +281,7 @@ def _policy(raw) -> AccessPolicy:
                    "licence_acceptance, licence_text)")
     unknown = set(raw) - _ACCESS_KEYS
     if unknown:
-        key = sorted(unknown)[0]
+        key = sorted(unknown, key=str)[0]
         raise _Bad(raw.line_of(key), f"access: unknown key {key!r}; allowed: "
                    f"{', '.join(sorted(_ACCESS_KEYS))}")
     everyone = raw.get("programmes") == "all"
@@ -306,7 +306,7 @@ def parse_dataset(dataset_id, spec, line: int = 0) -> Dataset:
         raise _Bad(line, "must be a mapping")
     unknown = set(spec) - _DATASET_KEYS
     if unknown:
-        key = sorted(unknown)[0]
+        key = sorted(unknown, key=str)[0]
         raise _Bad(spec.line_of(key), f"unknown key {key!r}; allowed: "
                    f"{', '.join(sorted(_DATASET_KEYS))}")
     for key in _REQUIRED:
@@ -379,6 +379,9 @@ def load(path: Path | str | None = None, text: str | None = None) -> Catalogue:
             errors.append(EntryError(str(dataset_id), bad.line or entries.line_of(dataset_id),
                                      bad.message, str(path)))
     pub = head.get("publisher") or "AI Factory"
+    if isinstance(pub, dict) and not isinstance(pub.get("name"), str):
+        raise CatalogueError(f"{path}:{head.line_of('publisher')}: catalogue: publisher must "
+                             "be a name or {name, url}")
     publisher = Publisher(pub["name"], str(pub.get("url") or "")) if isinstance(pub, dict) \
         else Publisher(str(pub))
     return Catalogue(tuple(datasets), tuple(errors),
