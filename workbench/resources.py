@@ -43,7 +43,7 @@ FIELDS = ("partition", "account", "gpus", "gpu_type", "cpus", "memory", "runtime
 MAX_TIME_MIN = 2**32 - 3
 
 _MEMORY_RE = re.compile(r"^([1-9][0-9]{0,8})([KMGT]?)$")
-_RUNTIME_RE = re.compile(r"^(?:(\d{1,2})-)?(\d{1,3}):([0-5]\d):([0-5]\d)$")
+_RUNTIME_RE = re.compile(r"^(?:(\d{1,2})-)?(\d{1,3}):([0-5]\d):([0-5]\d)$", re.ASCII)
 _UNIT_MB = {"K": 1 / 1024, "M": 1, "": 1, "G": 1024, "T": 1024 * 1024}
 
 

@@ -122,15 +122,15 @@ def test_fuzz_a_worker_group_is_checked_or_refused_naming_the_field(name, fields
     assert again.request == planned.request
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="workbench/scaling is not this change's to edit: WorkerPool."
-                          "from_dict sorts keys of mixed types and calls cls(**spec) "
-                          "without name or partition (a TypeError, not a ScalingError)")
-@pytest.mark.parametrize("spec", [{"partition": "gpu"}, {1: "x", "b": "y"}])
-def test_a_worker_group_spec_without_a_name_or_with_a_number_as_key_is_a_scaling_error(spec):
-    """Found by hand beside the fuzzing (left for workbench/scaling's owners)."""
-    with pytest.raises(ScalingError):
+@pytest.mark.parametrize("spec, field", [({"partition": "gpu"}, "name"),
+                                         ({1: "x", "b": "y"}, "1"), (["gpu"], "pools")])
+def test_a_worker_group_spec_without_a_name_or_with_a_number_as_key_is_a_scaling_error(
+        spec, field):
+    """Found beside the fuzzing: a TypeError escaped (keys of mixed types sorted, the
+    dataclass called without its required fields)."""
+    with pytest.raises(ScalingError) as e:
         WorkerPool.from_dict(spec)
+    assert e.value.field == field
 
 
 # -- the allocations file and the catalogue file ---------------------------------------------

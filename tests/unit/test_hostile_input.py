@@ -335,3 +335,18 @@ async def test_the_services_publish_their_openapi_documents(help_service, catalo
                               (catalogue_service, CATALOGUE_DOCUMENT)):
         code, answer = await call(service.url + "api/openapi.json")
         assert code == 200 and answer == json.loads(json.dumps(document))
+
+
+@pytest.mark.parametrize("runtime", ["٠١:٠٠:٠٠", "01:٠٠:00", "１:00:00"])
+def test_a_runtime_in_other_digits_is_refused_naming_runtime(runtime):
+    """Found by the fuzzing: \\d took any script's digits (Arabic-Indic, full-width)."""
+    from workbench.resources import parse_runtime_min
+    with pytest.raises(ValueError, match="is not a runtime like 02:00:00"):
+        parse_runtime_min(runtime)
+    assert parse_runtime_min("01:00:00") == 60
+
+
+def test_a_share_in_other_digits_is_not_a_percentage():
+    from workbench.allocations.shares import _percent
+    assert _percent("30%") == 30.0
+    assert _percent("٣٠%") is None

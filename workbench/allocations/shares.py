@@ -11,7 +11,7 @@ from .model import Allocations, Share, machine_gpu_hours
 
 #: ``c`` below is the loader's checker: ``c.fail(where, key, message)`` raises with file:line
 
-_PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+_PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$", re.ASCII)
 
 
 def _percent(value) -> float | None:

@@ -71,11 +71,17 @@ class WorkerPool:
 
     @classmethod
     def from_dict(cls, spec: Mapping) -> WorkerPool:
-        unknown = sorted(set(spec) - {"name", "partition", "gpus", "gpu_type", "cpus",
-                                       "memory", "runtime"})
+        if not isinstance(spec, Mapping):
+            raise ScalingError("pools", f"a worker group is a mapping of its fields, not "
+                               f"{type(spec).__name__}")
+        unknown = sorted(str(k) for k in set(spec) - {"name", "partition", "gpus", "gpu_type",
+                                                      "cpus", "memory", "runtime"})
         if unknown:
             raise ScalingError(unknown[0], "unknown field of a worker group; the fields are: "
                                "name, partition, gpus, gpu_type, cpus, memory, runtime")
+        for needed in ("name", "partition"):
+            if needed not in spec:
+                raise ScalingError(needed, "a worker group needs a name and a partition")
         return cls(**spec)
 
 
