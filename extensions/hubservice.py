@@ -127,6 +127,11 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
         self.finish(json.dumps(data, default=str))
 
     def write_error(self, status_code: int, **kwargs):
+        if _body_unread(self):
+            # Tornado closes the connection after a response sent before the body was read;
+            # say so, or the proxy reuses that connection for its next request and answers
+            # that one with its own 503 page
+            self.set_header("Connection", "close")
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ServiceError):
             body = {"message": exc.message, **exc.extra}
@@ -136,6 +141,19 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
             body = {"message": self._reason}
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
+
+
+def _body_unread(handler: web.RequestHandler) -> bool:
+    """The request has body bytes a streaming handler has not received (it was refused from
+    ``prepare``, before its body came in); a handler that does not stream got its body
+    before ``prepare``."""
+    if not getattr(handler, "_stream_request_body", False):
+        return False
+    headers = handler.request.headers
+    if "chunked" in headers.get("Transfer-Encoding", "").lower():
+        return True
+    declared = whole(headers.get("Content-Length", "")) or 0
+    return getattr(handler, "_body_size", 0) < declared
 
 
 class OpenAPIHandler(APIHandler):

@@ -102,6 +102,10 @@ class SlurmJobMixin(LoggingConfigurable):
         if job is None:
             return JobStatus.NOTFOUND
         self.job_status = f"{job.state.value} {job.batch_host}".strip()
+        if job.state is JobState.COMPLETING:
+            # the job is ending (its server exited, was cancelled, or its node was lost and
+            # Slurm waits for it): the session is over, whatever the node still says
+            return JobStatus.NOTFOUND
         if job.state.is_running:
             return JobStatus.RUNNING
         if job.state.is_pending:

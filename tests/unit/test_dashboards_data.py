@@ -228,6 +228,22 @@ MORE_ENDS = (
     "billing=1,cpu=1,mem=2G,node=1|cpu-1\n")
 
 
+def test_a_job_killed_over_its_memory_without_cgroups_reads_out_of_memory(jobs):
+    """FAILED 0:9: a kill -9 or (OverMemoryKill, no cgroup) the memory limit; the steps
+    decide, and the ids they named are said out of memory."""
+    killed = ("301|301|train|bob|research-medai|cpu|FAILED|0:9|None|2026-11-26T12:00:00|"
+              "2026-11-26T12:00:05|2026-11-26T12:01:00|55|billing=1,cpu=1,mem=100M,node=1|"
+              "cpu-1\n302|302|train|bob|research-medai|cpu|FAILED|0:9|None|"
+              "2026-11-26T12:00:00|2026-11-26T12:00:05|2026-11-26T12:02:00|115|"
+              "billing=1,cpu=1,mem=100M,node=1|cpu-1\n")
+    jobs = pd.concat([jobs, parse_history(killed)], ignore_index=True)
+    since = datetime(2026, 11, 26, tzinfo=UTC)
+    assert live.killed_candidates(jobs, since) == [302, 301]  # newest first
+    f = live.failures(jobs, since, out_of_memory={301}).set_index("job id")
+    assert f.loc["301", "what happened"] == "out of memory (killed at its memory limit)"
+    assert f.loc["302", "what happened"] == "failed: killed by signal 9"
+
+
 def test_recent_failures_list_failures_only_newest_first_in_supports_words(jobs):
     # The old table also listed CANCELLED jobs (1: alice's stop, "CANCELLED by 1001"; 4 and
     # 20: "CANCELLED by 0"), so its first rows were 20, 4, 1 and job 4's Slurm's reason was

@@ -109,7 +109,7 @@ def test_the_query_reads_steps_of_the_jobs_asked_for_in_utc():
 
 
 def test_recorded_jobs_with_their_steps(usage):
-    assert sorted(usage) == [4, 8, 9, 11, 12, 13, 23, 50, 83, 84, 85, 101, 394]
+    assert sorted(usage) == [4, 8, 9, 11, 12, 13, 23, 50, 83, 84, 85, 101, 228, 394]
     j = usage[83]  # torch-allreduce on two nodes
     assert (j.user, j.account, j.partition, j.nodes) == ("ida", "industry-autotwin", "cpu",
                                                          "cpu-[1-2]")
@@ -151,6 +151,22 @@ def test_cpu_and_memory_efficiency_as_seff_computes_them(usage):
     # = 5.67 %
     assert round(100 * m.cpu_efficiency, 2) == 50.85
     assert round(100 * m.memory_efficiency, 2) == 5.67
+
+
+def test_killed_over_its_memory_without_cgroups_is_out_of_memory(usage):
+    """Job 228 (recorded): 600 MB held under --mem=100M on the local cluster, whose memory
+    is held by the accounting poll (OverMemoryKill, no cgroup): Slurm 22.05 records FAILED
+    0:9, the batch step CANCELLED by 0 with a peak RSS of 611 MiB."""
+    hog = usage[228]
+    assert hog.state is JobState.FAILED and hog.exit_code == "0:9"
+    assert hog.out_of_memory and hog.max_rss_bytes > hog.req_mem_bytes == 100 * 2**20
+    e = eff.efficiency(hog, for_support=True)
+    assert e.ended == "out of memory (killed at its memory limit)"
+    assert e.advice == "it ran out of its 0.1 GB: next time ask for 0.2 GB"
+    # killed by signal 9 under its memory (an operator's kill -9): not memory
+    under = replace(hog, steps=tuple(replace(s, max_rss_bytes=50 * 2**20) for s in hog.steps))
+    assert not under.out_of_memory
+    assert eff.efficiency(under).ended == "failed: killed by signal 9"
 
 
 def test_no_figure_where_accounting_has_none(usage):

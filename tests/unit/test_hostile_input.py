@@ -8,6 +8,7 @@ whole numbers read from query parameters, paths and the spawn form."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import posixpath
 import re
@@ -174,6 +175,35 @@ async def test_a_5_mib_body_to_the_help_service_is_a_413_json_answer(help_servic
     assert help_service.store.open_requests() == []
     # the same connection pool still works: a small request after it is answered
     assert (await ask(help_service))[0] == 201
+
+
+async def _raw_post(url: str, body: bytes, auth: str = "") -> tuple[int, dict]:
+    """One HTTP/1.1 POST on a keep-alive connection, as the hub's proxy sends it: the
+    status and the answer's headers (lower-case names)."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    head = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            + (f"Authorization: token {auth}\r\n" if auth else "") + "\r\n")
+    writer.write(head.encode() + body)
+    await writer.drain()
+    lines = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
+    writer.close()
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers
+
+
+async def test_a_refusal_before_the_body_is_read_says_the_connection_closes(help_service):
+    """Refused in prepare() (no login), before its body came in: Tornado closes the
+    connection after answering, so the answer must say so, or the hub's proxy reuses that
+    connection and answers the next request with its own 503 page (seen in the suite: a
+    forged POST, then the next POST of the same browser got the proxy's HTML)."""
+    body = json.dumps({"message": "csrf?", "minutes": 5}).encode()
+    status, headers = await _raw_post(help_service.url + "api/requests", body)
+    assert status == 401 and headers.get("connection") == "close", (status, headers)
+    # refused after its body was read: the connection stays open for the next request
+    status, headers = await _raw_post(help_service.url + "api/requests", b"{", auth="alice")
+    assert status == 400 and headers.get("connection") != "close", (status, headers)
 
 
 def test_the_reader_counts_depth_without_recursion_and_ignores_brackets_in_strings():

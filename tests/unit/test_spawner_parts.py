@@ -60,11 +60,12 @@ def test_job_script_has_only_validated_values():
     assert script.startswith("#!/bin/bash\n#SBATCH --job-name=jupyter-alice\n")
     for line in ("#SBATCH --partition=gpu", "#SBATCH --account=startup-helios",
                  "#SBATCH --gres=gpu:h100:2", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=32768M",
-                 "#SBATCH --time=02:00:00", "#SBATCH --export=JUPYTERHUB_API_TOKEN,PATH"):
+                 "#SBATCH --time=02:00:00", "#SBATCH --export=JUPYTERHUB_API_TOKEN,PATH",
+                 "#SBATCH --no-requeue"):  # a session lost with its node is over
         assert line + "\n" in script
     assert "secret-value" not in script  # names are exported, values never written
     sbatch = [ln for ln in script.splitlines() if ln.startswith("#SBATCH")]
-    assert len(sbatch) == 13
+    assert len(sbatch) == 14
     # GPUs held: their use is sampled where nvidia-smi exists, into the job's own record
     assert "if command -v nvidia-smi >/dev/null; then\n    python -m workbench.efficiency " \
         '"/home/alice/.jupyterhub-slurm-${SLURM_JOB_ID}.gpu.jsonl" 30 &' in script

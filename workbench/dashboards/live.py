@@ -108,8 +108,17 @@ FAILURE_COLUMNS = ["ended", "user", "project", "job id", "name", "partition", "n
                    "exit code", "what happened", "Slurm's reason"]
 
 
+def killed_candidates(jobs: pd.DataFrame, since: datetime, limit: int = 200) -> list[int]:
+    """Failed jobs since ``since`` killed by signal 9 (exit ``0:9``): without cgroups, that
+    is how a job over its memory ends (``JobAcctGatherParams=OverMemoryKill``); its steps
+    (:attr:`workbench.slurm.models.JobUsage.out_of_memory`) tell whether it was memory."""
+    df = jobs[jobs.end.notna() & (jobs.end >= pd.Timestamp(since)) &
+              (jobs.state == "FAILED") & (jobs.exit_code == "0:9")]
+    return [int(j) for j in df.sort_values("end", ascending=False).job_id.head(limit)]
+
+
 def failures(jobs: pd.DataFrame, since: datetime, user: str | None = None,
-             limit: int = 200) -> pd.DataFrame:
+             limit: int = 200, out_of_memory: Iterable[int] = ()) -> pd.DataFrame:
     """Jobs that failed since ``since``, newest first (``limit`` rows at most), in support's
     words ("timed out (walltime reached)").
 
@@ -121,7 +130,10 @@ def failures(jobs: pd.DataFrame, since: datetime, user: str | None = None,
     requester out on some), and the two cannot be told apart in Slurm; the reconciler's
     clean-up of orphans and an operator's ``scancel`` run as root (``CANCELLED by 0``) and
     leave their own audit records. Those ends belong in the past-sessions view. A job killed
-    at its memory limit is ``OUT_OF_MEMORY`` (exit code ``0:125``) and is listed."""
+    at its memory limit is ``OUT_OF_MEMORY`` (exit code ``0:125``) and is listed; so is one
+    in ``out_of_memory`` (job ids: killed over its memory where no cgroup holds it, see
+    :func:`killed_candidates`), said so in "what happened"."""
+    oom = set(out_of_memory)
     df = jobs[jobs.end.notna() & (jobs.end >= pd.Timestamp(since)) &
               jobs.state.isin(FAILED_STATES)]
     if user:
@@ -131,8 +143,10 @@ def failures(jobs: pd.DataFrame, since: datetime, user: str | None = None,
         "ended": df.end.dt.strftime("%Y-%m-%d %H:%M"), "user": df.user, "project": df.account,
         "job id": df.job, "name": df.name, "partition": df.partition, "node": df.nodes,
         "state": df.state, "exit code": df.exit_code,
-        "what happened": pd.Series([ended_how(s, x, r, for_support=True) for s, x, r in
-                                    zip(df.state, df.exit_code, df.reason, strict=True)],
+        "what happened": pd.Series([ended_how(s, x, r, for_support=True,
+                                              out_of_memory=int(j) in oom)
+                                    for j, s, x, r in zip(df.job_id, df.state, df.exit_code,
+                                                          df.reason, strict=True)],
                                    index=df.index, dtype=object),
         "Slurm's reason": df.reason.where(df.reason != "None", "")})
     return out.reset_index(drop=True)[FAILURE_COLUMNS]

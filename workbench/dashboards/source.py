@@ -240,10 +240,27 @@ class DashboardSource:
             node_part.table = live.nodes(nodes.value)
         hist = self.history.table()
         failed = Part(message=_stale(hist, "Slurm accounting"), as_of=hist.at)
-        failed.table = live.failures(hist.value, now - timedelta(
-            hours=self.settings.failures_hours))
+        since = now - timedelta(hours=self.settings.failures_hours)
+        failed.table = live.failures(hist.value, since, out_of_memory=self.killed_by_memory(
+            live.killed_candidates(hist.value, since)))
         return SupportView(sessions, node_part, failed, self.failed_spawns(),
                            self.help_requests())
+
+    def killed_by_memory(self, job_ids: list[int]) -> set[int]:
+        """Which of ``job_ids`` (failed, killed by signal 9) were killed over their memory,
+        from their steps (one sacct for all of them, read again only when the list changes
+        or after ``history_max_age``); an accounting error leaves them as they are."""
+        if not job_ids:
+            return set()
+
+        def compute():
+            usage = self.client.run(queries.efficiency(job_ids))
+            return {"ids": sorted(job_ids), "oom": [u.job_id for u in usage
+                                                    if u.out_of_memory]}
+        c = self.cache.value("killed-by-memory", compute, self.settings.history_max_age)
+        if c.value is None or c.value["ids"] != sorted(job_ids):
+            c = self.cache.value("killed-by-memory", compute, 0)
+        return set((c.value or {}).get("oom", ()))
 
     def usage_now(self, jobs, now: datetime | None = None) -> tuple[dict, str]:
         """The running sessions' figures so far (job id → :class:`~workbench.efficiency.

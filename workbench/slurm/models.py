@@ -243,9 +243,15 @@ class JobUsage:
     @property
     def out_of_memory(self) -> bool:
         """Killed at its memory limit: the job or one of its steps ``OUT_OF_MEMORY`` (the
-        cgroup OOM killer; sacct's exit code is then ``0:125``)."""
+        cgroup OOM killer; sacct's exit code is then ``0:125``), or, where no cgroup holds
+        memory (``JobAcctGatherParams=OverMemoryKill``: the accounting poll kills), a step
+        killed by signal 9 whose peak RSS was over the job's memory (Slurm 22.05 records that
+        job as ``FAILED`` ``0:9``, the step ``CANCELLED by 0``)."""
+        req = self.req_mem_bytes
         return (self.state is JobState.OUT_OF_MEMORY or self.exit_code == "0:125"
-                or any(s.state is JobState.OUT_OF_MEMORY for s in self.steps))
+                or any(s.state is JobState.OUT_OF_MEMORY for s in self.steps)
+                or bool(req) and any(s.exit_code == "0:9" and s.max_rss_bytes is not None
+                                     and s.max_rss_bytes > req for s in self.steps))
 
 
 @dataclass(frozen=True)

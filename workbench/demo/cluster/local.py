@@ -231,7 +231,10 @@ class LocalCluster:
         if not names <= ready:
             for n in nodes:
                 if n.name in names and n.needs_resume:
-                    self.slurm.run(queries.resume_node(n.name))
+                    try:
+                        self.slurm.run(queries.resume_node(n.name))
+                    except SlurmError as e:  # its slurmd came back and returned it meanwhile
+                        log.info("resume %s: %s", n.name, e.stderr.strip() or e)
             return False
         return True
 
