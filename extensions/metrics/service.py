@@ -133,13 +133,13 @@ class Exporter:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
 
-    def stop(self) -> None:
-        """Take no more readings (one under way finishes in its thread, within the Slurm
-        client's timeouts)."""
+    def stop(self, wait: bool = False) -> None:
+        """Take no more readings; one under way finishes in its thread, within the Slurm
+        client's timeouts (``wait``: return only then)."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        self._thread.shutdown(wait=wait, cancel_futures=True)
 
     def shown(self) -> metrics.Readings:
         """What a scrape shows now: the last reading, the controller down while a squeue or

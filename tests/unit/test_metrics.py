@@ -304,7 +304,7 @@ async def test_a_scrape_answers_at_once_and_says_the_controller_is_down_while_sl
     conf = tmp_path / "slurm.conf"
     conf.write_text(SLURM_DOWN_CONF)
     settings = DashboardSettings(cache_dir=str(tmp_path / "cache"), slurm_conf=str(conf),
-                                 slurm_timeout=4, audit_db=str(tmp_path / "audit.sqlite"),
+                                 slurm_timeout=2, audit_db=str(tmp_path / "audit.sqlite"),
                                  help_db=str(tmp_path / "help.sqlite"))
     app = MetricsService(refresh_every=1, controller_answer_within=0.5)
     exporter = app.make_exporter(site(tmp_path), settings)
@@ -325,13 +325,14 @@ async def test_a_scrape_answers_at_once_and_says_the_controller_is_down_while_sl
             await asyncio.sleep(0.2)
         assert said[-1] == 0, said
         assert max(took) < 1.0, took
-        # the reading is still waiting for squeue (its timeout is 4 s): nothing was shown
-        # from a reading that ended
+        # the reading is still waiting for squeue (its timeout is 2 s): the 0 was not a
+        # reading's, which would have come only after that
         assert exporter.readings is None
         assert exporter.calls.labels(command="squeue")._value.get() == 1
     finally:
-        exporter.stop()
         server.stop()
+        await asyncio.to_thread(exporter.stop, True)  # the reading ends within its timeouts
+    assert exporter.readings is None or exporter.readings.controller_up is False
 
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "prometheus"
