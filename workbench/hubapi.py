@@ -15,7 +15,8 @@ hub's pagination, and one error type, :class:`HubAPIError`.
 
 An answer whose status is not in ``ok`` raises :class:`HubAPIError` with the hub's own
 ``message``; ``ok=None`` returns every answer (a handler that passes the status on). No
-answer at all (refused, timed out, TLS) is ``HubAPIError`` with ``status == 0``.
+answer at all (refused, timed out, TLS) is ``HubAPIError`` with ``status == 0`` and the
+reason in plain words. :func:`outage` words a service that is down for its users.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ def q(name: str) -> str:
 
 
 class HubAPIError(RuntimeError):
-    """The hub (or a service) refused a request, or did not answer (``status == 0``)."""
+    """The hub (or a service) refused a request, or did not answer (``status == 0``).
+    ``json``: the answer's body was JSON (or empty), not a proxy's or server's own page."""
 
-    def __init__(self, method: str, url: str, status: int, message: str):
+    def __init__(self, method: str, url: str, status: int, message: str, json: bool = True):
         self.method, self.url, self.status, self.message = method, url, status, message
+        self.json = json
         what = f"HTTP {status}" if status else "no answer"
         super().__init__(f"{method} {url}: {what}: {message}")
 
@@ -52,11 +55,48 @@ class HubAPIError(RuntimeError):
         """No answer, or the hub's proxy or the hub itself failing (worth a retry)."""
         return self.status == 0 or self.status >= 500
 
+    def outage(self, what: str) -> str | None:
+        """:func:`outage` of this error."""
+        return outage(what, self.status, self.message, self.json)
+
+
+def outage(what: str, status: int, message: str, json: bool = True) -> str | None:
+    """What to tell a user when ``what`` (``"The catalogue service"``) answered ``status``
+    (0: not at all; ``message`` then says why) with ``message`` (``json``: in a JSON body):
+    not answering (no connection, a timeout, or the proxy's 502/503/504 page for a service
+    that is down), or failing (any other 5xx, with the service's own message); None for
+    anything else (a refusal is the caller's to word)."""
+    if status == 0:
+        return f"{what} is not answering ({message}); try again in a minute."
+    if status in (502, 503, 504) and not (json and message):
+        return f"{what} is not answering (HTTP {status}); try again in a minute."
+    if status >= 500:
+        said = f": {message}" if json and message else ""
+        return f"{what} failed (HTTP {status}{said}); try again in a minute."
+    return None
+
+
+def _no_answer(e: urllib3.exceptions.HTTPError, timeout: float) -> str:
+    """Why a request got no answer, in plain words (urllib3's own text names its objects)."""
+    if isinstance(e, urllib3.exceptions.NewConnectionError):  # before: it is a timeout too
+        return "the connection was refused" if "refused" in str(e).lower() else \
+            "no connection: " + str(e).rpartition(": ")[2]
+    if isinstance(e, urllib3.exceptions.ConnectTimeoutError):
+        return f"no connection within {timeout:g} s"
+    if isinstance(e, urllib3.exceptions.TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(e, urllib3.exceptions.SSLError):
+        return f"TLS failed: {e}"
+    if isinstance(e, urllib3.exceptions.ProtocolError):
+        return "the connection closed without an answer"
+    return str(e)
+
 
 @dataclass(frozen=True)
 class Reply:
     status: int
     data: Any  # the decoded JSON; {"message": text} for a body that is not JSON; None empty
+    json: bool = True  # the body was JSON (or empty)
 
     @property
     def message(self) -> str:
@@ -127,14 +167,15 @@ class HubClient:
             r = self.http.request(method, url, body=body, headers=all_headers,
                                   timeout=timeout or self.timeout)
         except urllib3.exceptions.HTTPError as e:
-            raise HubAPIError(method, url, 0, str(e)) from e
+            raise HubAPIError(method, url, 0, _no_answer(e, timeout or self.timeout)) from e
+        is_json = True
         try:
             data = _json.loads(r.data) if r.data else None
         except ValueError:
-            data = {"message": r.data[:300].decode(errors="replace")}
-        reply = Reply(r.status, data)
+            data, is_json = {"message": r.data[:300].decode(errors="replace")}, False
+        reply = Reply(r.status, data, is_json)
         if ok is not None and r.status not in ok:
-            raise HubAPIError(method, url, r.status, reply.message or r.reason or "")
+            raise HubAPIError(method, url, r.status, reply.message or r.reason or "", is_json)
         return reply
 
     def get(self, path: str, **kw) -> Any:

@@ -1,11 +1,14 @@
 """The workbench's Prometheus metrics: every one declared here once, with its help text.
 
 The metrics service (``extensions/metrics``) serves them at ``/services/metrics/metrics``.
-They are read from state that is already kept, never from a Slurm call of their own:
+They are read from state that is already kept, never from a Slurm call of their own, and
+never while a scrape waits: the service reads them (:func:`read`) in the background, one
+reading at a time, and a scrape shows the last one (:func:`families`), its cache ages as of
+the scrape. A reading takes:
 
 - the dashboards' shared cache (:mod:`workbench.dashboards.cache`): ``squeue`` and ``sinfo``
   (one call per ``live_max_age``, 10 s), the projects' budgets and the job history (one
-  ``sacct`` each per ``budgets_max_age``/``history_max_age``, 60 s), whoever asks: a scrape
+  ``sacct`` each per ``budgets_max_age``/``history_max_age``, 60 s), whoever asks: a reading
   only calls Slurm when the entry is older than that, exactly as a dashboard viewer does;
 - the audit store (dataset opens and refusals, help shares revoked) and the help store
   (shares in force), one small query each;
@@ -17,6 +20,9 @@ services, Slurm commands; never a user name or a job id.
 
 from __future__ import annotations
 
+import itertools
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,11 +93,12 @@ SERVICE_UP = Spec(
 CONTROLLER_UP = Spec(
     "workbench_slurm_controller_up", "gauge",
     "1 when the last squeue and sinfo of the shared cache answered, 0 when the controller did "
-    "not (the cache keeps the error for its max age).")
+    "not (the cache keeps the error for its max age) or when one of them has been waiting "
+    "for its answer longer than the exporter's controller_answer_within (5 s).")
 CACHE_AGE = Spec(
     "workbench_slurm_cache_age_seconds", "gauge",
-    "Age of the last good answer in the dashboards' shared cache, per entry (squeue, sinfo, "
-    "budgets, history).", ("entry",))
+    "Age at the scrape of the last good answer in the dashboards' shared cache, per entry "
+    "(squeue, sinfo, budgets, history).", ("entry",))
 
 ALL = (SESSIONS, LONGEST_PENDING, GPUS, GRANTED, USED, RESERVED, OPENS, SHARES, HELP_OPEN,
        REVOCATIONS, SERVICE_UP, CONTROLLER_UP, CACHE_AGE)
@@ -111,16 +118,18 @@ def family(spec: Spec, samples: Mapping[tuple[str, ...], float]) -> Metric:
 
 @dataclass
 class Readings:
-    """What one scrape read (None: that source could not be read; its metrics are left out,
-    so an alert on absence or on ``workbench_slurm_controller_up`` fires, not a false zero)."""
+    """What one reading found (None: that source could not be read; its metrics are left out,
+    so an alert on absence or on ``workbench_slurm_controller_up`` fires, not a false zero).
+    ``controller_up`` None: not known yet (no squeue or sinfo answered or failed so far);
+    ``cache_at``: when each shared cache entry's last good answer was asked (epoch s)."""
 
     hub_id: str
     jobs: list[Job] | None = None
     nodes: list[Node] | None = None
     allocations: object | None = None  # workbench.allocations.Allocations
     budgets: list[dict] | None = None
-    controller_up: bool = True
-    cache_ages: dict[str, float] = field(default_factory=dict)
+    controller_up: bool | None = True
+    cache_at: dict[str, float] = field(default_factory=dict)
     opens: dict[tuple[str, str], int] | None = None
     revocations: int | None = None
     help_requests: list | None = None  # workbench.help.store.HelpRequest
@@ -218,8 +227,10 @@ def families(r: Readings, now: datetime | None = None) -> list[Metric]:
         out.append(family(SHARES, {(): sum(len(q.joined) for q in r.help_requests)}))
         out.append(family(HELP_OPEN, {(): len(r.help_requests)}))
     out.append(family(SERVICE_UP, {(name,): int(up) for name, up in r.services.items()}))
-    out.append(family(CONTROLLER_UP, {(): int(r.controller_up)}))
-    out.append(family(CACHE_AGE, {(k,): v for k, v in r.cache_ages.items()}))
+    if r.controller_up is not None:
+        out.append(family(CONTROLLER_UP, {(): int(r.controller_up)}))
+    out.append(family(CACHE_AGE, {(k,): round(max(now.timestamp() - at, 0.0), 3)
+                                  for k, at in r.cache_at.items()}))
     return out
 
 
@@ -259,19 +270,47 @@ class SessionWaits:
 
 class CountingSlurmClient(SlurmClient):
     """The Slurm layer's client, counting each command it runs in
-    ``workbench_slurm_calls_total{command}``."""
+    ``workbench_slurm_calls_total{command}``, and knowing which of them still wait for their
+    answer (:meth:`waiting_since`), from any thread."""
 
     def __init__(self, calls: Counter, **kwargs):
         super().__init__(**kwargs)
         self.calls = calls
+        self._waiting: dict[int, tuple[str, float]] = {}
+        self._ids = itertools.count()
+        self._guard = threading.Lock()
+
+    def _started(self, cmd: str) -> int:
+        self.calls.labels(command=cmd).inc()
+        with self._guard:
+            key = next(self._ids)
+            self._waiting[key] = (cmd, time.monotonic())
+        return key
+
+    def _ended(self, key: int) -> None:
+        with self._guard:
+            self._waiting.pop(key, None)
+
+    def waiting_since(self, commands: Iterable[str]) -> float | None:
+        """Seconds the longest-waiting of ``commands`` now running has waited, or None."""
+        wanted = set(commands)
+        with self._guard:
+            starts = [at for cmd, at in self._waiting.values() if cmd in wanted]
+        return time.monotonic() - min(starts) if starts else None
 
     def run(self, query):
-        self.calls.labels(command=query.cmd).inc()
-        return super().run(query)
+        key = self._started(query.cmd)
+        try:
+            return super().run(query)
+        finally:
+            self._ended(key)
 
     async def arun(self, query):
-        self.calls.labels(command=query.cmd).inc()
-        return await super().arun(query)
+        key = self._started(query.cmd)
+        try:
+            return await super().arun(query)
+        finally:
+            self._ended(key)
 
 
 def slurm_calls(registry) -> Counter:
@@ -282,6 +321,9 @@ def slurm_calls(registry) -> Counter:
         ["command"], registry=registry)
 
 
+#: the commands whose answer says the controller is up (``workbench_slurm_controller_up``)
+CONTROLLER_COMMANDS = ("squeue", "sinfo")
+
 #: audit actions of dataset opens, and the ``result`` label of each
 OPEN_RESULTS = {"dataset.opened": "opened", "dataset.refused": "refused"}
 REVOKED = "help.revoked"
@@ -289,8 +331,9 @@ REVOKED = "help.revoked"
 
 def read(source, hub_id: str, audit, help_store, services: Mapping[str, bool],
          waits: SessionWaits | None = None) -> Readings:
-    """One scrape's readings: ``source`` a :class:`~workbench.dashboards.source.
-    DashboardSource` (its shared caches), ``audit`` an :class:`~workbench.audit.AuditLog`,
+    """One reading (the metrics service takes them in the background, never in a scrape):
+    ``source`` a :class:`~workbench.dashboards.source.DashboardSource` (its shared caches),
+    ``audit`` an :class:`~workbench.audit.AuditLog`,
     ``help_store`` a :class:`~workbench.help.store.HelpStore` (None: not installed);
     ``waits``, when given, observes the sessions that started since the last read.
     Blocking (file locks, SQL, a Slurm call when a cache entry is older than its max age)."""
@@ -305,8 +348,8 @@ def read(source, hub_id: str, audit, help_store, services: Mapping[str, bool],
     r.budgets = budgets.value
     for name, c in (("squeue", jobs), ("sinfo", nodes), ("budgets", budgets),
                     ("history", history)):
-        if c.age is not None:
-            r.cache_ages[name] = round(c.age, 3)
+        if c.at is not None:
+            r.cache_at[name] = c.at
     if waits is not None:
         waits.observe(history.value)
     try:

@@ -8,6 +8,10 @@ through a share gets 403 here: only the owner asks, changes or stops sharing.
 - ``GET``: the owner's help requests and who has access to this server now;
 - ``POST`` ``{"message", "notebook", "minutes"}``: ask for help with this server;
 - ``DELETE workbench/help/{id}``: stop sharing.
+
+While the help service does not answer (no connection, a timeout, the proxy's 502/503 page)
+or fails, each of them answers 503 ``{"message": "The help service is not answering (...);
+try again in a minute."}``, which JupyterLab shows as it is.
 """
 
 from __future__ import annotations
@@ -24,6 +28,15 @@ from tornado import web
 from workbench.webinput import json_body
 
 SERVICE_TIMEOUT_S = 30
+
+
+class HelpUnavailable(RuntimeError):
+    """The help service did not answer, or failed: the message says so for the user;
+    ``detail``: the request and what the HTTP client said, for support."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,32 @@ class HelpClient:
         from workbench.hubapi import HubClient
         return HubClient(self.url, self.token, timeout=SERVICE_TIMEOUT_S)
 
+    def request(self, method: str, path: str, body: bytes | None = None,
+                timeout: float | None = None) -> tuple[int, dict]:
+        """The help service's answer (status, JSON object; {} for anything else), its
+        refusals included; :class:`HelpUnavailable` when it does not answer or fails."""
+        from workbench.hubapi import HubAPIError, outage
+        hub = self.hub()
+        try:
+            reply = hub.request(method, path, body=body, ok=None, timeout=timeout)
+        except HubAPIError as e:  # no answer: a sentence, not urllib3's traceback
+            raise HelpUnavailable(e.outage(WHAT) or str(e), detail=str(e)) from None
+        down = outage(WHAT, reply.status, reply.message, reply.json)
+        if down:
+            raise HelpUnavailable(down, detail=f"{method} {hub.url_of(path)}: HTTP "
+                                  f"{reply.status}: {reply.message}")
+        return reply.status, reply.data if isinstance(reply.data, dict) else {}
+
+    async def arequest(self, method: str, path: str, body: bytes | None = None,
+                       timeout: float | None = None) -> tuple[int, dict]:
+        """:meth:`request` from a coroutine, without blocking its loop."""
+        import asyncio
+        return await asyncio.to_thread(self.request, method, path, body, timeout)
+
+
+#: how the help service is named to the user
+WHAT = "The help service"
+
 
 class _Forwarder(APIHandler):
     def client(self) -> HelpClient:
@@ -65,12 +104,11 @@ class _Forwarder(APIHandler):
 
     async def fetch(self, client: HelpClient, method: str, path: str,
                     body: bytes | None = None) -> tuple[int, dict]:
-        from workbench.hubapi import HubAPIError
         try:
-            reply = await client.hub().arequest(method, path, body=body, ok=None)
-        except HubAPIError as e:
-            raise web.HTTPError(502, f"the help service did not answer: {e.message}") from e
-        return reply.status, reply.data if isinstance(reply.data, dict) else {}
+            return await client.arequest(method, path, body)
+        except HelpUnavailable as e:
+            self.log.warning("help service: %s", e.detail)
+            raise web.HTTPError(503, str(e)) from None
 
     def reply(self, code: int, data: dict) -> None:
         self.set_status(code)

@@ -41,7 +41,8 @@ class DatasetPicker(w.VBox):
     picked in the list), ``access`` (``allowed``, ``licence-required`` or ``refused`` for the
     picked dataset), ``status`` (the last message, refusals and errors included).
     Children you may drive from code: ``search`` (text), ``data_space``, ``licence``,
-    ``fmt``, ``personal_data`` (filters), ``list`` (the results), ``accept`` (button).
+    ``fmt``, ``personal_data`` (filters), ``list`` (the results), ``accept`` (button),
+    ``retry`` (button, shown while the catalogue service does not answer: searches again).
     """
 
     value = Instance(DatasetHandle, allow_none=True, help="The opened dataset")
@@ -69,20 +70,25 @@ class DatasetPicker(w.VBox):
         self.licence_box = w.VBox([self.licence_text, self.accept],
                                   layout={"display": "none"})
         self.status_line = w.HTML()
+        self.retry = w.Button(description="Try again", icon="refresh",
+                              layout={"display": "none"})
         filters = w.HBox([self.data_space, self.licence, self.fmt, self.personal_data],
                          layout={"flex_flow": "row wrap"})
         super().__init__([w.HTML("<b>Datasets of the AI Factory</b>"), self.search, filters,
                           w.HBox([self.list, self.details]), self.licence_box,
-                          self.status_line], **kwargs)
+                          w.HBox([self.status_line, self.retry])], **kwargs)
         self.add_class("wb-dataset-picker")
         self.list.add_class("wb-picker-list")
         self.accept.add_class("wb-picker-accept")
+        self.retry.add_class("wb-picker-retry")
         for control in (self.search, self.data_space, self.licence, self.fmt,
                         self.personal_data):
             control.observe(self._refresh, names="value")
         self.list.observe(self._picked, names="value")
         self.accept.on_click(self._accept)
-        self._load()
+        self.retry.on_click(self._refresh)
+        if self._load():
+            self._show(self._all)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -93,18 +99,26 @@ class DatasetPicker(w.VBox):
 
     def _fail(self, e: Exception) -> None:
         self.status = str(e)
+        # the service did not answer: the picker stays as it was, with a way to ask again
+        self.retry.layout.display = "" if isinstance(e, CatalogueUnavailable) else "none"
 
-    def _load(self) -> None:
+    def _answered(self) -> None:
+        self.retry.layout.display = "none"
+
+    def _load(self) -> bool:
+        """Every dataset, for the filters' choices; False (and why, in the status line) when
+        the service did not answer: the next search tries again."""
         try:
             self._all = self.client.datasets()
         except _ERRORS as e:
             self._fail(e)
-            return
+            return False
+        self._answered()
         self.data_space.options = [ANY, *sorted({d["data_space"] for d in self._all
                                                  if d["data_space"]})]
         self.licence.options = [ANY, *sorted({d["licence_title"] for d in self._all})]
         self.fmt.options = [ANY, *sorted({f for d in self._all for f in d["formats"]})]
-        self._show(self._all)
+        return True
 
     def _filters(self) -> dict:
         f = {}
@@ -121,11 +135,14 @@ class DatasetPicker(w.VBox):
         return f
 
     def _refresh(self, _change=None) -> None:
+        if not self._all and not self._load():
+            return
         try:
             answer = self.client.search(self.search.value.strip(), **self._filters())
         except _ERRORS as e:
             self._fail(e)
             return
+        self._answered()
         found = answer["datasets"]
         self._show(found)
         self.status = f"{answer['count']} dataset(s)" + (
@@ -162,6 +179,7 @@ class DatasetPicker(w.VBox):
         except _ERRORS as e:
             self._fail(e)
             return
+        self._answered()
         self.access = d["access"]["status"]
         self.details.value = self._details_html(d)
         if self.access == "allowed":
@@ -186,6 +204,7 @@ class DatasetPicker(w.VBox):
         except _ERRORS as e:
             self._fail(e)
             return
+        self._answered()
         self.access = answer["access"]["status"]
         self.licence_box.layout.display = "none"
         if self.access == "allowed":
@@ -197,6 +216,7 @@ class DatasetPicker(w.VBox):
         except _ERRORS as e:
             self._fail(e)
             return
+        self._answered()
         self.value = handle
         self.status = (f"Opened {dataset_id} for project {handle.project}: "
                        "df = picker.value.to_pandas()")

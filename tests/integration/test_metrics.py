@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from urllib.parse import urlparse
 
 import pytest
@@ -29,15 +30,23 @@ def scraper(factory_home) -> str:
 
 
 def scrape(hub_url: str, token: str, path: str = EXPORTER) -> dict:
-    """{name: {labels (sorted tuple): value}} of one scrape."""
-    r = requests.get(hub_url + path, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    assert r.status_code == 200, r.text[:300]
-    out: dict = {}
-    for fam in text_string_to_metric_families(r.text):
-        out.setdefault(fam.name, {})  # a family with no series now (no session) is declared
-        for s in fam.samples:
-            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    return out
+    """{name: {labels (sorted tuple): value}} of one scrape; of the exporter, once it has
+    taken its first reading (in the background, from its start: until then a scrape shows
+    no Slurm figures), for up to a minute."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = requests.get(hub_url + path, headers={"Authorization": f"Bearer {token}"},
+                         timeout=30)
+        assert r.status_code == 200, r.text[:300]
+        out: dict = {}
+        for fam in text_string_to_metric_families(r.text):
+            out.setdefault(fam.name, {})  # a family with no series now (no session) is declared
+            for s in fam.samples:
+                out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+        if path != EXPORTER or "workbench_slurm_controller_up" in out or \
+                time.monotonic() > deadline:
+            return out
+        time.sleep(1)
 
 
 def allocations_json() -> dict:

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,20 +16,23 @@ from types import SimpleNamespace
 import pandas as pd
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from tornado.httpclient import AsyncHTTPClient
 from traitlets.config import Config
 
-from extensions.metrics.service import Exporter, MetricsService
+from extensions.metrics.service import ROUTES, Exporter, MetricsService
 from workbench import hubconfig, metrics, services
 from workbench.allocations import machine_report
 from workbench.audit import AuditLog
 from workbench.dashboards.cache import Cached
 from workbench.dashboards.history import jobs_frame
+from workbench.dashboards.source import DashboardSettings
 from workbench.help.store import HelpStore
 from workbench.slurm import AccountedJob, Query
 from workbench.slurm.models import Job, JobState
 from workbench.tags import job_tag, session_job_name, worker_tag
 
 from .test_allocations import NODES, demo
+from .test_hostile_input import as_user, serve  # noqa: F401 (a fixture)
 from .test_services import site
 
 NOW = dt.datetime(2026, 11, 26, 15, 0, tzinfo=dt.UTC)
@@ -197,7 +201,8 @@ def test_the_hub_keeps_its_metrics_to_the_metrics_role(tmp_path):
 
 def test_every_service_option_has_help():
     own = MetricsService.class_own_traits(config=True)
-    assert {"hub_id", "service_check_every", "service_check_timeout"} <= set(own)
+    assert {"hub_id", "service_check_every", "service_check_timeout", "refresh_every",
+            "controller_answer_within"} <= set(own)
     assert [n for n, t in own.items() if not (t.help or "").strip()] == []
 
 
@@ -247,9 +252,12 @@ def test_a_scrape_reads_the_caches_the_stores_and_the_services(tmp_path):
     s.home.pidfile("workbench-reconciler").parent.mkdir(parents=True, exist_ok=True)
     s.home.pidfile("workbench-reconciler").write_text(f"{os.getpid()}\n")
 
-    async def scrape_twice():
-        return (await ex.scrape()).decode(), (await ex.scrape()).decode()
-    first, second = asyncio.run(scrape_twice())
+    async def read_twice_scrape_twice():
+        await ex.refresh()
+        await ex.refresh()
+        reads = source.reads
+        return ex.scrape().decode(), ex.scrape().decode(), reads
+    first, second, reads = asyncio.run(read_twice_scrape_twice())
     out = samples(second)
     assert out[("workbench_dataset_opens_total",
                 (("dataset", "grid-load"), ("result", "opened")))] == 2
@@ -262,14 +270,69 @@ def test_a_scrape_reads_the_caches_the_stores_and_the_services(tmp_path):
     assert out[("workbench_gpu_hours_granted",
                 (("programme", "research"), ("project", "research-medai")))] == 1000.0
     # the help service answers, the reconciler's process is alive, the rest are down; they
-    # were checked once for both scrapes (check_every)
+    # were checked once for both readings (check_every)
     ups = {dict(k[1])["service"]: v for k, v in out.items() if k[0] == "workbench_service_up"}
     assert set(ups) == {svc.name for svc in s.services()}
     assert {n for n, up in ups.items() if up} == {"help", "workbench-reconciler"}
     assert sorted(asked) == sorted(f"http://10.0.0.5:{svc.port}/services/{svc.name}/"
                                    for svc in s.services() if svc.port)
-    assert source.reads == 2  # one read of the shared caches per scrape, nothing more
+    # one read of the shared caches per reading; a scrape reads nothing
+    assert reads == 2 and source.reads == 2
     assert "# HELP workbench_sessions " in first and "# TYPE workbench_sessions gauge" in first
+
+
+#: a cluster whose controller and accounting do not answer: both ports closed (squeue then
+#: retries until its MessageTimeout, 20 s, as when slurmctld is down; sacct fails at once)
+SLURM_DOWN_CONF = """ClusterName=down
+SlurmctldHost=localhost
+SlurmctldPort=1
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStoragePort=1
+MessageTimeout=20
+"""
+
+
+async def test_a_scrape_answers_at_once_and_says_the_controller_is_down_while_slurm_does_not(
+        tmp_path, as_user):  # noqa: F811 (the fixture imported above)
+    """The service's app on a real Tornado server, its readings taken in the background by
+    the real Slurm commands against a slurm.conf whose controller port is closed: every scrape
+    answers within a second (Prometheus gives up after 10 s and marks the whole exporter
+    down), and says the controller is down once squeue has waited controller_answer_within,
+    long before the command's own timeout."""
+    assert shutil.which("squeue"), "squeue is missing: bootstrap.sh installs slurm-wlm"
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(SLURM_DOWN_CONF)
+    settings = DashboardSettings(cache_dir=str(tmp_path / "cache"), slurm_conf=str(conf),
+                                 slurm_timeout=2, audit_db=str(tmp_path / "audit.sqlite"),
+                                 help_db=str(tmp_path / "help.sqlite"))
+    app = MetricsService(refresh_every=1, controller_answer_within=0.5)
+    exporter = app.make_exporter(site(tmp_path), settings)
+    server, url = await serve(ROUTES, {"exporter": exporter}, "/services/metrics/")
+    exporter.start()
+    http = AsyncHTTPClient()
+    took, said = [], []
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            t0 = time.monotonic()
+            r = await http.fetch(url + "metrics", headers={"Authorization": "token prometheus"},
+                                 request_timeout=5)
+            took.append(time.monotonic() - t0)
+            said.append(samples(r.body.decode()).get(("workbench_slurm_controller_up", ())))
+            if said[-1] == 0:
+                break
+            await asyncio.sleep(0.2)
+        assert said[-1] == 0, said
+        assert max(took) < 1.0, took
+        # the reading is still waiting for squeue (its timeout is 2 s): the 0 was not a
+        # reading's, which would have come only after that
+        assert exporter.readings is None
+        assert exporter.calls.labels(command="squeue")._value.get() == 1
+    finally:
+        server.stop()
+        await asyncio.to_thread(exporter.stop, True)  # the reading ends within its timeouts
+    assert exporter.readings is None or exporter.readings.controller_up is False
 
 
 DEPLOY = Path(__file__).parents[2] / "deploy" / "prometheus"

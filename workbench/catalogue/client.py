@@ -8,8 +8,10 @@ every open is recorded against. Elsewhere, give the hub's URL and a token::
     client = CatalogueClient(hub_url="https://factory.example.eu/", token="...")
 
 A refusal raises ``PermissionError`` with the service's reason; an unknown id ``LookupError``;
-a malformed request ``ValueError``. The data are read straight from the cluster's shared
-storage, as the caller: the file system enforces the same rules as the service.
+a malformed request ``ValueError``; a service that does not answer (or fails)
+:class:`CatalogueUnavailable`, saying so in a sentence, without the HTTP library's traceback.
+The data are read straight from the cluster's shared storage, as the caller: the file system
+enforces the same rules as the service.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ SERVICE = "catalogue"
 
 
 class CatalogueUnavailable(RuntimeError):
-    """The catalogue service cannot be reached, or no URL or token is known."""
+    """The catalogue service cannot be reached (or failed), or no URL or token is known.
+    ``detail``: the request and what the HTTP client said, for support."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
 
 
 def _service_url(hub_url: str | None) -> str:
@@ -63,16 +70,17 @@ class CatalogueClient:
         try:
             return self.hub.request(method, "api/" + path, params=params, json=json).data
         except HubAPIError as e:
-            if e.status == 0:
-                raise CatalogueUnavailable(f"the catalogue service at {self.url} does not "
-                                           f"answer: {e.message}") from e
+            down = e.outage("The catalogue service")
+            if down:  # a sentence for a notebook: not urllib3's chained traceback (from None)
+                raise CatalogueUnavailable(down, detail=str(e)) from None
             if e.status in (401, 403):
                 raise PermissionError(e.message) from e
             if e.status == 404:
                 raise LookupError(e.message) from e
             if e.status in (400, 413):
                 raise ValueError(e.message) from e
-            raise CatalogueUnavailable(f"catalogue service: HTTP {e.status}: {e.message}") from e
+            raise CatalogueUnavailable(f"The catalogue service answered HTTP {e.status}: "
+                                       f"{e.message}", detail=str(e)) from None
 
     @staticmethod
     def _id(dataset_id: str) -> str:

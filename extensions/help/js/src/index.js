@@ -4,7 +4,10 @@
 //   short form: what is wrong, which notebook, how long support may have access;
 // - once asked, the status bar says who has access and for how long; a click shows them and
 //   offers "Stop sharing";
-// - when the share ends (stopped, expired, closed by support) a notification says so.
+// - when the share ends (stopped, expired, closed by support) a notification says so;
+// - while the help service does not answer, the status bar says so and the command shows
+//   the server's message ("The help service is not answering ...; try again in a minute")
+//   instead of a form that cannot be sent.
 // Only the server's owner gets any of this: a helper in a shared JupyterLab sees nothing.
 import { Dialog, Notification, ToolbarButton, showDialog } from '@jupyterlab/apputils';
 import { URLExt } from '@jupyterlab/coreutils';
@@ -18,6 +21,8 @@ const PLUGIN_ID = '@aifactory/workbench-help:plugin';
 const COMMAND = 'workbench-help:ask';
 const REFRESH_MS = 5000;
 const MINUTES = [30, 60, 120, 240, 480];
+// answers that mean the help service (or the way to it) is down, not "not yours"
+const DOWN = [0, 502, 503, 504];
 
 async function call(method, path, body) {
   const settings = ServerConnection.makeSettings();
@@ -37,6 +42,12 @@ async function call(method, path, body) {
     data = await response.json();
   } catch (err) {
     data = {};
+  }
+  if (!response.ok && !(data && data.message)) {
+    // not JSON (a proxy's page) or no message: say what happened, never show the page
+    data = {
+      message: `The help service is not answering (HTTP ${response.status}); try again in a minute.`
+    };
   }
   return { ok: response.ok, status: response.status, data };
 }
@@ -109,9 +120,11 @@ class HelpItem extends Widget {
     this.addClass('jp-StatusBar-TextItem');
     this.state = null;
     this.openRequest = null;
+    this.unavailable = null; // the message while the help service does not answer
+    this.pending = null;
     this.hide();
     this.node.addEventListener('click', () => {
-      if (this.openRequest) {
+      if (this.openRequest && !this.unavailable) {
         this.showAccess();
       } else {
         this.app.commands.execute(COMMAND);
@@ -120,11 +133,29 @@ class HelpItem extends Widget {
   }
 
   get available() {
-    return this.state !== null;
+    return this.state !== null || this.unavailable !== null;
   }
 
-  async refresh() {
+  // one refresh at a time: a slow answer is shared by whoever asks meanwhile
+  refresh() {
+    if (!this.pending) {
+      this.pending = this.load().finally(() => {
+        this.pending = null;
+      });
+    }
+    return this.pending;
+  }
+
+  async load() {
     const res = await call('GET');
+    if (!res.ok && DOWN.includes(res.status)) {
+      this.unavailable = res.data.message;
+      this.node.textContent = 'Help: not available now';
+      this.node.title = this.unavailable;
+      this.show();
+      return;
+    }
+    this.unavailable = null;
     if (!res.ok) {
       this.state = null; // not the owner, or no help service: nothing to offer
       this.hide();
@@ -160,6 +191,10 @@ class HelpItem extends Widget {
 
   async ask() {
     await this.refresh();
+    if (this.unavailable) {
+      Notification.error(this.unavailable, { autoClose: 10000 });
+      return;
+    }
     if (this.openRequest) {
       return this.showAccess();
     }
