@@ -5,7 +5,7 @@ the catalogue; and ``open_dataset(...).to_pandas()`` against
 
 Run as root on the machine of the local AI Factory (hub up, demo datasets generated)::
 
-    /opt/aifactory/venv/bin/python benchmarks/catalogue.py     # ~5 min
+    /opt/aifactory/venv/bin/python benchmarks/catalogue.py     # ~3 min; --job: also open in a job
 
 For each size it starts a second instance of the real ``catalogue`` service (same code, same
 hub authentication: the service's own token, callers' tokens checked against the hub) on a
