@@ -5,17 +5,20 @@ store the service serves (refusals, licence, no path leaks)."""
 from __future__ import annotations
 
 import json
+import random
 import textwrap
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import rdflib
+import yaml
 from rdflib import namespace as ns
 
+from workbench import linedyaml
 from workbench.audit import AuditLog
-from workbench.catalogue import demodata, fsaccess, jsonld, model
+from workbench.catalogue import demodata, fsaccess, jsonld, model, search
 from workbench.catalogue.policy import Access, LicenceStore, Membership, ProjectInfo, decide
 from workbench.catalogue.store import CatalogueStore, Refusal
 from workbench.paths import data_file
@@ -124,6 +127,19 @@ def test_an_unreadable_file_is_one_clear_error(tmp_path):
         model.load(path)
 
 
+def test_the_file_is_read_with_libyaml_and_still_says_where(tmp_path):
+    """libyaml's parser (when PyYAML has it) with the same lines and refusals as before."""
+    if yaml.__with_libyaml__:
+        assert issubclass(model._LineLoader, yaml.CSafeLoader)
+    cat = model.load("c.yaml", text=DEMO.read_text())
+    pure = linedyaml.load(DEMO.read_text())["datasets"]  # the pure-Python parser's lines
+    assert [d.line for d in cat.datasets] == [pure.line_of(d.id) for d in cat.datasets]
+    first = cat.datasets[0]
+    assert first.line == 1 + DEMO.read_text().splitlines().index(f"  {first.id}:")
+    with pytest.raises(model.CatalogueError, match="cannot read"):
+        model.load("c.yaml", text="datasets: {x: \ud800}")  # libyaml takes no surrogate
+
+
 def test_search_filters(demo):
     ids = lambda found: [d.id for d in found]  # noqa: E731
     assert ids(demo.search(q="grid load")) == ["grid-load"]
@@ -135,6 +151,72 @@ def test_search_filters(demo):
     assert len(demo.search(fmt="parquet")) == len(demo.datasets)
     assert demo.search(fmt="CSV") == []
     assert demo.search(q="no such words anywhere") == []
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A dataset as the search index reads it."""
+
+    search_text: str
+    theme: str = "ENER"
+    data_space: str = "energy"
+    licence: str = "http://l/cc0"
+    licence_title: str = ""
+    formats: tuple = ("PARQUET",)
+    personal_data: bool = False
+
+
+def _scan(entries, q="", theme="", licence="", fmt="", personal_data=None, data_space=""):
+    """What the index must answer: every entry, in order, checked one by one."""
+    return [e for e in entries
+            if (not theme or e.theme == theme.upper())
+            and (not data_space or e.data_space == data_space)
+            and (not licence or licence in (e.licence, e.licence_title))
+            and (not fmt or fmt.upper() in e.formats)
+            and (personal_data is None or e.personal_data == personal_data)
+            and all(w in e.search_text for w in q.lower().split())]
+
+
+def test_the_search_index_answers_as_a_scan_of_every_text_would(monkeypatch):
+    """The word index looks a word up among distinct tokens: a word inside a token, at its
+    edges, across punctuation, a digit found in thousands of tokens (the fallback scan), the
+    filters, and any page of the matches, always in catalogue order."""
+    rng = random.Random(5)
+    words = ["grid", "load", "grid-load", "solar.", "wind:", "übung", "x", "10", "101", "é"]
+    entries = [_Entry(" ".join([f"ds-{i}", *rng.sample(words, 3), str(i)]).lower(),
+                      theme=rng.choice(["ENER", "HEAL", "TRAN"]),
+                      licence=rng.choice(["http://l/cc0", "http://l/by"]),
+                      licence_title=rng.choice(["", "CC BY"]),
+                      formats=rng.choice([("PARQUET",), ("CSV", "PARQUET")]),
+                      personal_data=rng.random() < 0.3)
+               for i in range(3000)]
+    index = search.SearchIndex(entries)
+    queries = ["", "grid", "oad", "grid-load", "d-l", "solar", "solar.", ":", "wind: 10",
+               "ÜBUNG", "1", "10", "ds-1", "ds-29", "x 1 grid", "nothing", "2999", "-"]
+    for _ in range(300):
+        params = {"q": rng.choice(queries)}
+        for key, values in (("theme", ["heal", "TRAN"]), ("licence", ["http://l/by", "CC BY"]),
+                            ("fmt", ["csv"]), ("personal_data", [True, False])):
+            if rng.random() < 0.3:
+                params[key] = rng.choice(values)
+        want = _scan(entries, **params)
+        hits = index.find(**params)
+        assert len(hits) == len(want) and hits.page() == want, params
+        offset = rng.randrange(len(want) + 2)
+        assert hits.page(offset, 100) == want[offset:offset + 100], params
+    monkeypatch.setattr(search, "MAX_TOKENS", 2)  # every word past 2 tokens: the scan
+    for q in queries:
+        assert index.search(q) == _scan(entries, q), q
+
+
+def test_a_page_of_a_large_catalogue_is_cut_without_building_the_rest():
+    entries = [_Entry(f"ds-{i} grid") for i in range(50_000)]
+    index = search.SearchIndex(entries)
+    everything = index.find()
+    assert isinstance(everything._positions, range)  # no list of 50,000 for a page of 100
+    assert len(everything) == 50_000 and everything.page(49_990, 100) == entries[49_990:]
+    assert len(index.find("grid", theme="ENER")) == 50_000
+    assert index.find("ds-4999").page(0, 3) == [entries[4999], *entries[49_990:49_992]]
 
 
 def test_alice_is_refused_health_and_told_who_may(demo):

@@ -120,8 +120,9 @@ class CatalogueStore:
         cat = load(path)
         for err in cat.errors:
             log.warning("catalogue: skipped %s", err)
-        datasets = tuple(self._with_files(d) for d in cat.datasets)
-        return replace(cat, datasets=datasets)
+        cat = replace(cat, datasets=tuple(self._with_files(d) for d in cat.datasets))
+        cat.index  # built here, with the catalogue, not by the first search  # noqa: B018
+        return cat
 
     def _with_files(self, d: Dataset) -> Dataset:
         """The dataset with each distribution's byte size and checksum from the storage."""
@@ -167,8 +168,8 @@ class CatalogueStore:
              limit: int | None = None, **filters) -> tuple[list[dict], int]:
         """One page (``offset``, ``limit``) of the datasets matching ``filters``, each with
         this caller's access, and how many match in all."""
-        found = self.catalogue.search(**filters)
-        page = found[offset:None if limit is None else offset + limit]
+        found = self.catalogue.find(**filters)
+        page = found.page(offset, limit)
         if not page:
             return [], len(found)
         membership = self.membership()
