@@ -78,6 +78,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
                                    "lacks its xsrf token")
             raise ServiceError(401, "log in to the hub, or send a hub token "
                                "(Authorization: token ...)")
+        self._prepared = True  # the method runs once the whole body is in
 
     @property
     def service_name(self) -> str:
@@ -144,16 +145,12 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
 
 
 def _body_unread(handler: web.RequestHandler) -> bool:
-    """The request has body bytes a streaming handler has not received (it was refused from
-    ``prepare``, before its body came in); a handler that does not stream got its body
-    before ``prepare``."""
-    if not getattr(handler, "_stream_request_body", False):
-        return False
-    headers = handler.request.headers
-    if "chunked" in headers.get("Transfer-Encoding", "").lower():
-        return True
-    declared = whole(headers.get("Content-Length", "")) or 0
-    return getattr(handler, "_body_size", 0) < declared
+    """A streaming handler answers before Tornado has read the request to its end: it was
+    refused in ``prepare`` (which runs as the headers arrive), body or no body. Tornado then
+    closes the connection after the answer. A handler that does not stream, or one whose
+    ``prepare`` passed, has its request read before it answers."""
+    return bool(getattr(handler, "_stream_request_body", False)) and \
+        not getattr(handler, "_prepared", False)
 
 
 class OpenAPIHandler(APIHandler):

@@ -177,13 +177,19 @@ async def test_a_5_mib_body_to_the_help_service_is_a_413_json_answer(help_servic
     assert (await ask(help_service))[0] == 201
 
 
-async def _raw_post(url: str, body: bytes, auth: str = "") -> tuple[int, dict]:
-    """One HTTP/1.1 POST on a keep-alive connection, as the hub's proxy sends it: the
+async def _raw_get(url: str) -> tuple[int, dict]:
+    return await _raw_post(url, b"", method="GET")
+
+
+async def _raw_post(url: str, body: bytes, auth: str = "", method: str = "POST"
+                    ) -> tuple[int, dict]:
+    """One HTTP/1.1 request on a keep-alive connection, as the hub's proxy sends it: the
     status and the answer's headers (lower-case names)."""
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    head = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    head = (f"{method} {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            + (f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+               if body else "")
             + (f"Authorization: token {auth}\r\n" if auth else "") + "\r\n")
     writer.write(head.encode() + body)
     await writer.drain()
@@ -200,6 +206,9 @@ async def test_a_refusal_before_the_body_is_read_says_the_connection_closes(help
     forged POST, then the next POST of the same browser got the proxy's HTML)."""
     body = json.dumps({"message": "csrf?", "minutes": 5}).encode()
     status, headers = await _raw_post(help_service.url + "api/requests", body)
+    assert status == 401 and headers.get("connection") == "close", (status, headers)
+    # a GET refused there too (Tornado has not finished reading it either)
+    status, headers = await _raw_get(help_service.url + "api/requests")
     assert status == 401 and headers.get("connection") == "close", (status, headers)
     # refused after its body was read: the connection stays open for the next request
     status, headers = await _raw_post(help_service.url + "api/requests", b"{", auth="alice")
