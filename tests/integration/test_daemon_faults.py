@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.browser.helpers import ARTIFACTS
+from tests.conftest import _poll
 from workbench import daemons
 from workbench.audit import AuditLog
 from workbench.demo.cluster.local import LocalCluster
@@ -137,17 +138,6 @@ def world(slurm, hub_url, demo_password):
                 _reserve(slurm, False)
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             (ARTIFACTS / "fault-recovery.json").write_text(json.dumps(RECOVERY, indent=2))
-
-
-def _poll(check, what, timeout, interval=0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not true after {timeout} s")
-        time.sleep(interval)
 
 
 def _snapshot(world, slurm, hub_url) -> dict:

@@ -3,6 +3,7 @@ memory limit is listed, in support's words; a session its owner stopped is not."
 
 import pytest
 
+from tests.sessions import start_bob_cpu
 from tests.slurm_jobs import sbatch
 from workbench.dashboards.source import DashboardSettings, DashboardSource
 from workbench.slurm import queries
@@ -17,13 +18,7 @@ HOG = ("#!/bin/bash\npython3 -c \"import time; a = bytearray(600 * 2**20); "
 def test_an_oom_killed_job_is_listed_and_a_stopped_session_is_not(slurm, hub_api, wait_for,
                                                                   tmp_path):
     # bob's session, stopped by bob
-    api = hub_api("bob")
-    r = api.post(f"{api.base}/users/bob/server", json={"user_options": {
-        "partition": "cpu", "account": "research-climate", "gpus": 0, "cpus": 1,
-        "memory": "1G", "runtime": "00:10:00"}})
-    assert r.status_code in (201, 202), r.text
-    wait_for(lambda: (api.get(f"{api.base}/users/bob").json()["servers"].get("") or {})
-             .get("ready"), "bob's server ready")
+    api = start_bob_cpu(hub_api("bob"), wait_for)
     [session] = [j for j in slurm.run(queries.jobs()) if j.user == "bob"
                  and j.state.is_running and j.name.startswith("jupyter")]
     assert api.delete(f"{api.base}/users/bob/server").status_code in (202, 204)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.test_spawn_api import _server_token, jobs_of, server
+from tests.integration.test_spawn_api import _server_token, jobs_of
+from tests.sessions import start_bob_cpu
 from workbench import daemons
 from workbench.audit import AuditLog
 from workbench.demo.hub import LocalHub
@@ -21,18 +22,6 @@ from workbench.paths import FactoryHome
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
 WORKBENCH = str(Path(sys.executable).parent / "workbench")
-BOB_CPU = {"partition": "cpu", "account": "research-climate", "gpus": 0, "cpus": 1,
-           "memory": "1G", "runtime": "00:10:00"}
-
-
-def _bob_session(hub_api, wait_for):
-    api = hub_api("bob")
-    r = api.post(f"{api.base}/users/bob/server", json={"user_options": BOB_CPU})
-    assert r.status_code in (201, 202), r.text
-    wait_for(lambda: (server(api) or {}).get("ready"), "bob's server ready")
-    return api
-
-
 def _routes() -> dict:
     """The proxy's routing table, through the hub (the reconciler's token: scope proxy)."""
     hub = LocalHub()
@@ -55,7 +44,7 @@ def _answers(api, hub_url) -> bool:
 
 
 def test_a_crashed_proxy_is_back_with_every_route_when_up_returns(hub_api, wait_for, hub_url):
-    api = _bob_session(hub_api, wait_for)
+    api = start_bob_cpu(hub_api("bob"), wait_for)
     home = FactoryHome.from_env()
     _kill_proxy(home)
     t0 = time.monotonic()
@@ -72,7 +61,7 @@ def test_a_crashed_proxy_is_back_with_every_route_when_up_returns(hub_api, wait_
 def test_a_proxy_restarted_by_something_else_gets_its_routes_from_the_reconciler(
         hub_api, wait_for, hub_url):
     """A unit's Restart=on-failure starts the proxy alone: nobody calls `up`."""
-    api = _bob_session(hub_api, wait_for)
+    api = start_bob_cpu(hub_api("bob"), wait_for)
     home = FactoryHome.from_env()
     _kill_proxy(home)
     hub = LocalHub()
@@ -90,7 +79,7 @@ def test_a_server_started_again_under_the_same_job_gets_the_route(hub_api, wait_
                                                                    hub_url, slurm):
     """What the port callback sees when Slurm relaunches a session's batch step after a
     controller failure: the same job, the same token, a new server on a new port."""
-    api = _bob_session(hub_api, wait_for)
+    api = start_bob_cpu(hub_api("bob"), wait_for)
     [job] = [j for j in jobs_of(slurm, "bob") if j.state.is_running]
     target = _routes()["/user/bob/"]["target"]
     host = target.split("//")[1].rsplit(":", 1)[0]

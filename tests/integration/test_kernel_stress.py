@@ -15,6 +15,8 @@ import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
+from tests.sessions import start_bob_cpu
+
 pytestmark = [pytest.mark.slurm, pytest.mark.hub]
 
 RUNS = int(os.environ.get("WORKBENCH_STRESS_RUNS", "300"))
@@ -75,13 +77,7 @@ async def _run_cells(url: str, token: str, runs: int) -> dict:
 
 def test_a_cell_run_hundreds_of_times_through_the_websocket_always_gets_its_reply(
         hub_api, hub_url, wait_for):
-    bob = hub_api("bob")
-    r = bob.post(f"{bob.base}/users/bob/server", json={"user_options": {
-        "partition": "cpu", "account": "research-climate", "gpus": 0, "cpus": 1,
-        "memory": "1G", "runtime": "00:15:00"}})
-    assert r.status_code in (201, 202), r.text
-    wait_for(lambda: (bob.get(f"{bob.base}/users/bob").json()["servers"].get("") or {})
-             .get("ready"), "bob's server ready")
+    bob = start_bob_cpu(hub_api("bob"), wait_for, runtime="00:15:00")
     r = bob.post(f"{hub_url}user/bob/api/kernels", json={"name": "python3"})
     assert r.status_code == 201, r.text
     kernel = r.json()["id"]

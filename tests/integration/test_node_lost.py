@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from tests.integration.test_daemon_faults import WORKBENCH, _pid, _poll, _server
+from tests.conftest import _poll
+from tests.integration.test_daemon_faults import WORKBENCH, _pid, _server
 from workbench.dashboards.source import DashboardSettings, DashboardSource
 from workbench.slurm import SlurmClient, queries
 

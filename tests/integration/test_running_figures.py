@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.sessions import start_bob_cpu
 from tests.slurm_jobs import sbatch
 from workbench.dashboards.source import DashboardSettings, DashboardSource
 from workbench.slurm import SlurmClient, queries
@@ -65,13 +66,7 @@ async def test_many_readers_of_running_jobs_share_one_sstat_and_read_what_it_say
 @pytest.mark.hub
 def test_a_running_sessions_figures_so_far_in_the_walltime_api_and_the_support_table(
         slurm, hub_api, wait_for, tmp_path):
-    api = hub_api("bob")
-    r = api.post(f"{api.base}/users/bob/server", json={"user_options": {
-        "partition": "cpu", "account": "research-climate", "gpus": 0, "cpus": 1,
-        "memory": "1G", "runtime": "00:10:00"}})
-    assert r.status_code in (201, 202), r.text
-    wait_for(lambda: (api.get(f"{api.base}/users/bob").json()["servers"].get("") or {})
-             .get("ready"), "bob's server ready")
+    api = start_bob_cpu(hub_api("bob"), wait_for)
     [job] = [j for j in slurm.run(queries.jobs()) if j.user == "bob" and j.state.is_running]
 
     # the walltime API (what JupyterLab's status bar popup shows)
