@@ -139,14 +139,48 @@ class ReadinessMixin(LoggingConfigurable):
                               self._log_name, self.job_id)
                 self.audit.record(self.user.name, "session.readopted", self._log_name,
                                   job_id=int(self.job_id))
-                loop = asyncio.get_running_loop()
-                await self._wait_ready(loop.time() + self.start_timeout)
+                if not await self._carry_on_start():
+                    return 1
             self._ready_once = True
             return None
         if self.job_id:
             await self.record_end(self.job_id)
         self.clear_state()
         return 1
+
+    async def _carry_on_start(self) -> bool:
+        """Wait for the start the hub was restarted during; False if the user stopped it.
+
+        JupyterHub's Stop interrupts a pending start by cancelling the spawner's spawn future
+        (and answers 500 if the spawner is still pending a second later); during the hub's
+        start-up check the wait here is that start, so it is the spawn future for that long.
+        Cancelled, it cancels the job, drops the server record and returns at once, so the
+        check ends before the Stop goes on, and the Stop finds a spawner with nothing pending.
+        """
+        job_id = self.job_id
+        loop = asyncio.get_running_loop()
+        carry_on = asyncio.ensure_future(self._wait_ready(loop.time() + self.start_timeout))
+        self._spawn_future = carry_on
+        try:
+            await carry_on
+            return True
+        except asyncio.CancelledError:
+            if not carry_on.cancelled() or asyncio.current_task().cancelling():
+                raise  # the poll itself is cancelled, not the start
+            self.log.info("%s: stopped by its user while the restarted hub carried on job %s",
+                          self._log_name, job_id)
+            await self._cancel_quietly(job_id)
+            self.jobs.invalidate()
+            self.audit.record(self.user.name, "session.cancel", self._log_name,
+                              job_id=int(job_id), idle_s=None)
+            self.last_end = None
+            self.clear_state()
+            # no server: the check then ends without stopping (and forgetting) this spawner,
+            # which the Stop that cancelled the start is about to stop
+            self.server = None
+            return False
+        finally:
+            self._spawn_future = None
 
     async def _wait_stopped(self) -> None:
         """After scancel: until the job no longer runs (~10 s in all), else a warning."""

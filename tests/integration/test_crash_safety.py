@@ -99,6 +99,36 @@ def test_hub_kill9_readopts_running_and_pending_sessions(slurm, hub_api, hub_url
         slurm.run(queries.cancel(blocker))
 
 
+def test_stopping_a_start_the_restarted_hub_is_still_carrying_on(slurm, hub_api, wait_for,
+                                                                 factory_home):
+    """A restarted hub checks a pending start in the background (JupyterHub's 'check'); the
+    user's Stop meanwhile must stop it: an answer, the job cancelled, a fresh start works."""
+    bob = hub_api("bob")
+    blocker = block_a100(slurm)
+    try:
+        wait_for(lambda: next(j for j in slurm.run(queries.jobs())
+                              if j.job_id == blocker).state.is_running, "the a100 blocker runs")
+        r = bob.post(f"{bob.base}/users/bob/server", json={"user_options": BOB_A100})
+        assert r.status_code in (201, 202), r.text
+        [pending] = wait_for(lambda: [j for j in active_jobs(slurm, "bob", "jupyter-bob")
+                                      if j.state.is_pending], "bob's job pending")
+        restart_hub_hard(factory_home)
+        # the hub serves again while bob's start is still being carried on
+        wait_for(lambda: (server(bob) or {}).get("pending"), "bob's start carried on")
+        r = bob.delete(f"{bob.base}/users/bob/server")
+        assert r.status_code in (202, 204), r.text
+        wait_for(lambda: server(bob) is None, "bob's server stopped")
+        wait_for(lambda: not active_jobs(slurm, "bob", "jupyter-bob"), "bob's job cancelled")
+        assert pending.job_id not in [j.job_id for j in slurm.run(queries.jobs())
+                                      if j.state.is_active]
+    finally:
+        slurm.run(queries.cancel(blocker))
+    spawn_ready(bob, BOB_A100, wait_for)
+    r = bob.delete(f"{bob.base}/users/bob/server")
+    assert r.status_code in (202, 204), r.text
+    wait_for(lambda: server(bob) is None, "bob's server stopped")
+
+
 def login(hub_url, user, password) -> requests.Session:
     s = requests.Session()
     s.get(f"{hub_url}hub/login")
