@@ -17,9 +17,11 @@ JupyterHub itself only puts them back at its next activity pass (5 minutes).
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from tornado.ioloop import IOLoop, PeriodicCallback
 
@@ -118,11 +120,54 @@ def sync_routes(hub: HubClient) -> int:
     return len(hub.get("proxy") or {})
 
 
+def answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections at ``url``'s host and port."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class RouteSync:
+    """One route pass every ``every`` seconds (:func:`sync_routes`). With ``proxy_api`` (the
+    proxy's REST API URL) only while the proxy answers there: while it is down the hub is not
+    asked (its answer would be a 500 and a traceback in its log each time); the log says once
+    that the sync waits, and once that the proxy is back."""
+
+    def __init__(self, hub: HubClient, every: float, proxy_api: str = ""):
+        self.hub, self.every, self.proxy_api = hub, every, proxy_api
+        self.proxy_up = True
+
+    def __call__(self) -> bool:
+        """One pass; whether the hub was asked."""
+        if self.proxy_api:
+            up = answers(self.proxy_api)
+            if up != self.proxy_up:
+                if up:
+                    log.info("the proxy answers again at %s: routes put back", self.proxy_api)
+                else:
+                    log.warning("the proxy does not answer at %s: route sync waits for it "
+                                "(checked every %.0f s)", self.proxy_api, self.every)
+                self.proxy_up = up
+            if not up:
+                return False
+        try:
+            sync_routes(self.hub)
+        except HubAPIError as e:
+            log.warning("route sync failed, next try in %.0f s: %s", self.every, e)
+        return True
+
+
 def run_forever(slurm: SlurmClient, hub: HubClient, hub_id: str, audit: AuditLog,
-                interval: float, min_age_s: float, routes_every: float = 0) -> None:
+                interval: float, min_age_s: float, routes_every: float = 0,
+                proxy_api: str = "") -> None:
     """A pass now (hub start-up), then one every ``interval`` seconds; a failed pass is
     logged and the next one tries again. ``routes_every`` (seconds, 0: never): how often the
-    proxy's routes are put in step with the hub (:func:`sync_routes`)."""
+    proxy's routes are put in step with the hub (:class:`RouteSync`, asking only while the
+    proxy answers at ``proxy_api`` when given)."""
 
     def one_pass():
         try:
@@ -131,14 +176,8 @@ def run_forever(slurm: SlurmClient, hub: HubClient, hub_id: str, audit: AuditLog
         except (SlurmError, HubAPIError) as e:
             log.warning("reconcile pass failed, next try in %.0f s: %s", interval, e)
 
-    def routes_pass():
-        try:
-            sync_routes(hub)
-        except HubAPIError as e:
-            log.warning("route sync failed, next try in %.0f s: %s", routes_every, e)
-
     one_pass()
     PeriodicCallback(one_pass, interval * 1000).start()
     if routes_every:
-        PeriodicCallback(routes_pass, routes_every * 1000).start()
+        PeriodicCallback(RouteSync(hub, routes_every, proxy_api), routes_every * 1000).start()
     IOLoop.current().start()

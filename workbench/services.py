@@ -81,7 +81,8 @@ def registry(site) -> list[HubService]:
         HubService(
             "workbench-reconciler",
             (py, "-m", "workbench.cli", "-v", "reconcile", "--interval",
-             str(site.reconcile_interval), "--routes-every", str(site.routes_interval)),
+             str(site.reconcile_interval), "--routes-every", str(site.routes_interval),
+             "--proxy-api", f"http://127.0.0.1:{site.proxy_api_port}"),
             "Cancels jobs tagged for this hub that no server owns; keeps the proxy's routes "
             "in step with the hub",
             root_because="it cancels other users' jobs (scancel of any user's job)",

@@ -36,6 +36,12 @@ def _kill_proxy(home: FactoryHome) -> None:
     daemons.wait_until(lambda: not daemons.read_pid(home.pidfile("proxy")), "proxy gone", 10)
 
 
+def _tail(path: Path, offset: int) -> str:
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
 def _answers(api, hub_url) -> bool:
     try:
         return api.get(f"{hub_url}user/bob/api/status", timeout=5).status_code == 200
@@ -63,7 +69,14 @@ def test_a_proxy_restarted_by_something_else_gets_its_routes_from_the_reconciler
     """A unit's Restart=on-failure starts the proxy alone: nobody calls `up`."""
     api = start_bob_cpu(hub_api("bob"), wait_for)
     home = FactoryHome.from_env()
+    hub_log, reconciler_log = home.logfile("jupyterhub"), home.logfile("workbench-reconciler")
+    hub_from, rec_from = hub_log.stat().st_size, reconciler_log.stat().st_size
     _kill_proxy(home)
+    # while the proxy is down the reconciler waits for it, saying so, instead of asking the
+    # hub every 15 s (a 500 and a traceback in the hub's log each time)
+    wait_for(lambda: "route sync waits for it" in _tail(reconciler_log, rec_from),
+             "the reconciler notices the proxy is down", timeout=40, interval=1)
+    assert "/hub/api/proxy" not in _tail(hub_log, hub_from)
     hub = LocalHub()
     assert hub.start_proxy()  # a bare proxy, as systemd would start it: no routes
     t0 = time.monotonic()

@@ -74,3 +74,59 @@ def test_orphans_are_this_hubs_unowned_active_old_enough_jobs():
     orphans = find_orphans(jobs, owned={1}, hub_id="hub1", min_age_s=120, now=NOW)
     assert [o.job.job_id for o in orphans] == [2]
     assert (orphans[0].user, orphans[0].server) == ("alice", "")
+
+
+class RecordingHub:
+    """The hub API as the route sync sees it: the requests it was sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def request(self, method, path, **kwargs):
+        self.sent.append((method, path))
+
+    def get(self, path):
+        self.sent.append(("GET", path))
+        return {"/user/alice/": {}}
+
+
+def test_route_sync_asks_the_hub_only_while_the_proxy_answers(caplog):
+    import logging
+    import socket
+
+    from workbench.reconcile import RouteSync
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    hub = RecordingHub()
+    sync = RouteSync(hub, 15, f"http://127.0.0.1:{port}")
+    assert sync() and hub.sent == [("POST", "proxy"), ("GET", "proxy")]
+
+    listener.close()  # the proxy died: nothing is sent, and the log says so once
+    hub.sent.clear()
+    with caplog.at_level(logging.INFO, logger="workbench.reconcile"):
+        assert not sync() and not sync() and not sync()
+    assert hub.sent == []
+    waits = [r.message for r in caplog.records if "does not answer" in r.message]
+    assert waits == [f"the proxy does not answer at http://127.0.0.1:{port}: route sync "
+                     "waits for it (checked every 15 s)"]
+
+    back = socket.socket()  # back on the same port: the routes go back at once, said once
+    back.bind(("127.0.0.1", port))
+    back.listen()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="workbench.reconcile"):
+        assert sync() and sync()
+    back.close()
+    assert hub.sent == [("POST", "proxy"), ("GET", "proxy")] * 2
+    assert [r.message for r in caplog.records if "answers again" in r.message] == [
+        f"the proxy answers again at http://127.0.0.1:{port}: routes put back"]
+
+
+def test_route_sync_without_a_proxy_address_always_asks_the_hub():
+    from workbench.reconcile import RouteSync
+
+    hub = RecordingHub()
+    assert RouteSync(hub, 15)() and hub.sent == [("POST", "proxy"), ("GET", "proxy")]

@@ -110,7 +110,8 @@ def cmd_reconcile(args) -> int:
         print(f"cancelled {len(done)} orphan job(s)" +
               "".join(f"\n  {o.job.job_id} {o.user}/{o.server}" for o in done))
         return 0
-    run_forever(slurm, hub, hub_id, audit, args.interval, args.min_age, args.routes_every)
+    run_forever(slurm, hub, hub_id, audit, args.interval, args.min_age, args.routes_every,
+                args.proxy_api or "")
     return 0
 
 
@@ -234,6 +235,9 @@ def add_commands(sub) -> None:
                     "(POST /hub/api/proxy; needs the proxy scope), so sessions are reachable "
                     "again soon after a proxy restart (default 0: never; the hub service "
                     "runs it every 15)")
+    rc.add_argument("--proxy-api", metavar="URL",
+                    help="the proxy's REST API (e.g. http://127.0.0.1:8001): the route sync "
+                    "asks the hub only while the proxy answers there (default: always ask)")
     rc.add_argument("--hub-id", help="the hub name in job tags (default: this host's name)")
     rc.add_argument("--api-url", help="the hub API (default: $JUPYTERHUB_API_URL)")
     rc.set_defaults(func=cmd_reconcile)
