@@ -15,6 +15,7 @@ from jupyterhub.spawner import SpawnException
 from traitlets import Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from workbench.metrics import CountingSlurmClient, slurm_calls
 from workbench.slurm import Job, JobState, SlurmClient, SlurmError, queries
 from workbench.slurm.snapshot import shared_nodes, shared_snapshot
 
@@ -55,8 +56,10 @@ class SlurmJobMixin(LoggingConfigurable):
 
     @property
     def slurm(self) -> SlurmClient:
-        return SlurmClient(slurm_conf=self.slurm_conf or None, bindir=self.slurm_bindir or None,
-                           timeout=self.slurm_timeout)
+        """The Slurm layer, each command counted on the hub's ``/hub/metrics``
+        (``workbench_slurm_calls_total{command}``)."""
+        return CountingSlurmClient(slurm_calls(), slurm_conf=self.slurm_conf or None,
+                                   bindir=self.slurm_bindir or None, timeout=self.slurm_timeout)
 
     @property
     def jobs(self):

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .slurm import SlurmClient
@@ -313,12 +313,25 @@ class CountingSlurmClient(SlurmClient):
             self._ended(key)
 
 
-def slurm_calls(registry) -> Counter:
-    return Counter(
-        "workbench_slurm_calls", "Slurm commands this exporter's process ran, by command "
-        "(squeue, sinfo, sacct; only when an entry of the dashboards' shared cache was older "
-        "than its max age). The dashboards' and the hub's own calls are not counted here.",
-        ["command"], registry=registry)
+def slurm_calls(registry=REGISTRY) -> Counter:
+    """``workbench_slurm_calls_total{command}`` in ``registry``; in the default registry (the
+    hub's, served on ``/hub/metrics``) one counter per process."""
+    if registry is REGISTRY:
+        global _process_calls
+        with _process_guard:
+            if _process_calls is None:
+                _process_calls = Counter(*_CALLS)
+        return _process_calls
+    return Counter(*_CALLS, registry=registry)
+
+
+_CALLS = ("workbench_slurm_calls", "Slurm commands this process ran, by command: on the "
+          "hub's /hub/metrics its spawners' (sbatch, squeue, scancel, sacct, sinfo...), on the "
+          "metrics service's those of its readings (only when an entry of the dashboards' shared "
+          "cache was older than its max age). Sum both for the workbench's Slurm load; the "
+          "dashboards' own refreshes are not counted.", ["command"])
+_process_calls: Counter | None = None
+_process_guard = threading.Lock()
 
 
 #: the commands whose answer says the controller is up (``workbench_slurm_controller_up``)

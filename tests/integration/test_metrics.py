@@ -13,6 +13,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.sessions import start_bob_cpu
 from workbench import metrics, services
 from workbench.slurm import queries
 
@@ -70,6 +71,25 @@ def test_only_the_metrics_role_scrapes_the_hub_and_the_exporter(hub_url, hub_api
     # every registered service answers on the local factory (the metrics service too)
     ups = {dict(k)["service"]: v for k, v in ours["workbench_service_up"].items()}
     assert ups == {s.name: 1.0 for s in services.registry(_site())}
+
+
+
+def _hub_calls(hub_url, scraper) -> dict:
+    return {dict(k)["command"]: v for k, v in
+            scrape(hub_url, scraper, "hub/metrics").get("workbench_slurm_calls_total",
+                                                        {}).items()}
+
+
+def test_the_hubs_own_slurm_calls_are_counted_on_its_metrics(hub_url, hub_api, scraper,
+                                                             wait_for):
+    before = _hub_calls(hub_url, scraper)
+    bob = start_bob_cpu(hub_api("bob"), wait_for)
+    after = _hub_calls(hub_url, scraper)
+    assert after.get("sbatch", 0) >= before.get("sbatch", 0) + 1, (before, after)
+    assert after.get("squeue", 0) > before.get("squeue", 0), (before, after)
+    bob.delete(f"{bob.base}/users/bob/server")
+    wait_for(lambda: _hub_calls(hub_url, scraper).get("scancel", 0)
+             >= before.get("scancel", 0) + 1, "bob's scancel counted")
 
 
 def _site():
