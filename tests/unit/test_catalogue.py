@@ -596,3 +596,57 @@ def test_a_catalogue_broken_while_served_keeps_the_last_good_one(tmp_path):
     with pytest.raises(Refusal) as e:
         store.details("alice", "grid-load\n")
     assert e.value.status == 400
+
+
+def test_a_changed_catalogue_is_read_aside_while_requests_are_answered(tmp_path):
+    """A re-read that takes long (100,000 datasets: about a minute) does not hold requests:
+    they get what the file said before until the new reading is there."""
+    import threading
+    import time
+
+    from workbench.catalogue.store import _Watched
+
+    f = tmp_path / "catalogue.yaml"
+    f.write_text("v1")
+    release = threading.Event()
+
+    def read(path):
+        text = path.read_text()
+        if text == "v2":
+            release.wait(10)  # a slow reading
+        return text
+
+    watched = _Watched(lambda: f, read, wait=0.2)
+    assert watched.get() == "v1"
+    f.write_text("v2")
+    t0 = time.monotonic()
+    assert watched.get() == "v1"  # the request that notices waits 0.2 s at most
+    assert watched.get() == "v1" and watched.get() == "v1"  # the next ones do not wait
+    assert time.monotonic() - t0 < 1.0
+    release.set()
+    deadline = time.monotonic() + 5
+    while watched.get() != "v2" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert watched.get() == "v2"
+    f.write_text("v3")  # a quick reading: the request that notices it has it
+    assert watched.get() == "v3"
+
+
+def test_a_catalogue_that_cannot_be_read_leaves_what_it_said_before(tmp_path):
+    from workbench.catalogue.store import _Watched
+
+    f = tmp_path / "catalogue.yaml"
+    f.write_text("good")
+
+    def read(path):
+        text = path.read_text()
+        if text.startswith("bad"):
+            raise ValueError("line 1: not a catalogue")
+        return text
+
+    watched = _Watched(lambda: f, read, wait=2)
+    assert watched.get() == "good"
+    f.write_text("bad file")
+    assert watched.get() == "good" and watched.get() == "good"
+    f.write_text("good again")
+    assert watched.get() == "good again"

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from ..audit import AuditLog
@@ -36,31 +38,64 @@ class Refusal(Exception):
         self.extra = extra
 
 
-@dataclass
 class _Watched:
-    """A value re-read from a file when the file's mtime or size changes."""
+    """A value re-read from a file when the file's mtime or size changes.
 
-    path: Callable[[], Path]
-    read: Callable[[Path], object]
-    _key: tuple | None = None
-    _value: object = None
+    The first read is the caller's (the service reads its catalogue before it listens). A
+    change is read in a thread of its own while requests go on being answered from what the
+    file said before: the request that notices the change waits up to ``wait`` seconds for
+    it (a small catalogue: its answer already has the change), later ones do not wait (a
+    catalogue of 100,000 datasets takes about a minute to read). A file that cannot be read
+    leaves the last value in place, said in the log.
+    """
+
+    def __init__(self, path: Callable[[], Path], read: Callable[[Path], object],
+                 wait: float = 0.5):
+        self.path, self.read, self.wait = path, read, wait
+        self._key: tuple | None = None
+        self._value: object = None
+        self._reading: threading.Thread | None = None
+        self._guard = threading.Lock()
 
     def get(self):
         path = self.path()
+        key = self._key_of(path)
+        if self._key is None:
+            self._value = self.read(path)
+            self._key = key
+            return self._value
+        if key != self._key:
+            with self._guard:
+                started = self._reading is None
+                if started:
+                    self._reading = threading.Thread(
+                        target=self._reread, args=(path, key), daemon=True,
+                        name=f"reread {path.name}")
+                    self._reading.start()
+                reading = self._reading
+            if started and reading is not None:
+                reading.join(self.wait)
+        return self._value
+
+    @staticmethod
+    def _key_of(path: Path) -> tuple:
         try:
             st = path.stat()
-            key = (str(path), st.st_mtime_ns, st.st_size)
+            return (str(path), st.st_mtime_ns, st.st_size)
         except OSError:
-            key = (str(path), None, None)
-        if key != self._key:
-            try:
-                self._value = self.read(path)
-            except (OSError, ValueError) as e:  # CatalogueError
-                if self._key is None:
-                    raise
-                log.error("%s: %s; serving what it said before", path, e)
-            self._key = key
-        return self._value
+            return (str(path), None, None)
+
+    def _reread(self, path: Path, key: tuple) -> None:
+        started = time.monotonic()
+        try:
+            self._value = self.read(path)
+            log.info("%s re-read in %.1f s", path, time.monotonic() - started)
+        except (OSError, ValueError) as e:  # CatalogueError
+            log.error("%s: %s; serving what it said before", path, e)
+        finally:
+            with self._guard:
+                self._key = key  # a failed read is tried again when the file changes again
+                self._reading = None
 
 
 def _sha256(path: Path) -> str:
