@@ -13,9 +13,18 @@ from traitlets import Any, Bool, Unicode, observe
 MAX_ROWS = 200
 
 #: the grid's look (Voila's page has no table styles of its own): columns apart, rows striped
-GRID_CSS = ("<style>.wb-grid{border-collapse:collapse}.wb-grid th,.wb-grid td{padding:3px 12px "
-            "3px 4px;text-align:left;white-space:nowrap}.wb-grid tbody tr:nth-child(odd)"
-            "{background:#f4f6f8}.wb-grid th{border-bottom:1px solid #ccc}</style>")
+#: headings and cells of several words wrap at their spaces when the window is narrower than
+#: the table (a long text (:data:`LONG_TEXT`) keeps a few ems), one-word cells (names, nodes,
+#: accounts) never, so the support sessions table fits a 1400 px window with nothing behind
+#: a sideways scroll
+GRID_CSS = ("<style>.wb-grid{border-collapse:collapse;font-size:0.9em}.wb-grid th,.wb-grid td"
+            "{padding:3px 12px 3px 4px;text-align:left;vertical-align:top}.wb-grid td"
+            "{white-space:nowrap}.wb-grid th{vertical-align:bottom;border-bottom:1px solid #ccc}"
+            ".wb-grid .wb-words{white-space:normal}.wb-grid .wb-long{display:inline-block;"
+            "white-space:normal;min-width:11em;max-width:18em}.wb-grid tbody "
+            "tr:nth-child(odd){background:#f4f6f8}</style>")
+#: characters from which a cell's text keeps a width of its own
+LONG_TEXT = 40
 
 
 def csv_link(df: pd.DataFrame, filename: str, label: str = "Download CSV") -> str:
@@ -152,7 +161,14 @@ class DataTable(w.VBox):
     def _formatters(self, columns) -> dict:
         """Every cell escaped; a link column's value (a URL) becomes a link."""
         def text(v):
-            return "" if v is None or (isinstance(v, float) and v != v) else html.escape(str(v))
+            if v is None or (isinstance(v, float) and v != v):
+                return ""
+            raw = str(v)
+            shown = html.escape(raw)
+            if " " not in raw:
+                return shown
+            kind = "wb-long" if len(raw) > LONG_TEXT else "wb-words"
+            return f"<span class='{kind}'>{shown}</span>"
 
         def link(label):
             return lambda v: (f"<a class='wb-link' href='{html.escape(str(v), quote=True)}'>"

@@ -95,6 +95,13 @@ def test_sam_sees_alices_running_session_and_is_refused_the_managers_dashboard(
     text = row.inner_text()
     assert job.nodes in text and "startup-helios" in text and "RUNNING" in text
     expect(page.locator(".wb-table-nodes")).to_contain_text(job.nodes)
+    # every column in the 1400 px window, the last ones too: nothing behind a sideways scroll
+    box = sessions.locator("table").evaluate(
+        "t => ({table: t.scrollWidth, shown: t.parentElement.clientWidth})")
+    assert box["table"] <= box["shown"], box
+    last = sessions.locator("th").last
+    assert last.inner_text().strip() == "last activity"
+    assert last.bounding_box()["x"] + last.bounding_box()["width"] <= 1400
     page.screenshot(path=str(ARTIFACTS / "dashboard-support.png"), full_page=True)
     # one user: alice's sessions and jobs, and the tail of this job's output
     page.locator(".wb-support input[placeholder='user name']").fill("alice")
