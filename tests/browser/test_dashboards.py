@@ -7,14 +7,17 @@ both. Debian's chromium driven by Playwright; screenshots in the test artefacts.
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
+from workbench import daemons
 from workbench.slurm import queries
 from workbench.tags import parse_job_tag
 
@@ -22,6 +25,7 @@ from .helpers import ARTIFACTS, CHROMIUM_ARGS, log_in
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
 
+WORKBENCH = str(Path(sys.executable).parent / "workbench")
 #: budgets are shared for a minute; GPU jobs of others may run meanwhile (GPU-hours)
 BUDGET_TOLERANCE = 0.25
 
@@ -184,3 +188,30 @@ def test_alice_sees_no_dashboard_link_and_is_refused_both(browser, hub_url, demo
     expect(page.locator("#wb-dashboards")).to_have_count(0)
     for service in ("support-dashboard", "manager-dashboard"):
         assert page.goto(f"{hub_url}services/{service}/").status == 403
+
+
+def test_a_dashboard_whose_service_is_down_says_so_and_comes_back_by_itself(
+        browser, hub_url, demo_password, factory_home):
+    """The manager dashboard's service killed: maria gets a page that names the service and
+    says it tries again (not JupyterHub's "your server appears to be down"); once the service
+    is back (`workbench up`), that page shows the dashboard without her doing anything."""
+    page = login(browser, hub_url, "maria", demo_password)
+    pidfile = factory_home.pidfile("manager-dashboard")
+    pid = daemons.read_pid(pidfile)
+    assert pid, "the manager dashboard is not running"
+    os.kill(pid, 9)
+    daemons.wait_until(lambda: not daemons.read_pid(pidfile), "manager-dashboard gone", 10)
+    try:
+        response = page.goto(f"{hub_url}services/manager-dashboard/")
+        assert response.status == 503
+        down = page.locator("#wb-service-down")
+        expect(down).to_be_visible()
+        expect(down).to_contain_text("manager-dashboard service is not answering")
+        expect(page.locator("#wb-service-retry")).to_contain_text("Trying again in")
+        assert "Your server appears to be down" not in down.inner_text()
+        assert "Traceback" not in page.content()
+        page.screenshot(path=str(ARTIFACTS / "dashboard-service-down.png"))
+    finally:
+        subprocess.run([WORKBENCH, "up"], check=True, capture_output=True, timeout=300)
+    # the page's own retry (every 10 s) finds the service back
+    expect(page.locator(".wb-table-budgets table")).to_be_visible(timeout=120_000)

@@ -1,8 +1,9 @@
 """Each daemon of the local factory killed with ``kill -9`` in turn, with a running session,
-a pending session and an open, joined help request present: the running session keeps
-answering through the proxy (the proxy's own death aside), ``workbench status`` says which
-daemon is down while it is down, ``workbench up`` brings it back, and nothing is lost or
-duplicated (audit records, the help request and its share, both sessions and their jobs).
+its live Dask workers, a pending session and an open, joined help request present: the
+running session keeps answering through the proxy (the proxy's own death aside), ``workbench
+status`` says which daemon is down while it is down, ``workbench up`` brings it back, and
+nothing is lost or duplicated (audit records, the help request and its share, both sessions
+and their jobs, the Dask workers, which compute after each fault as before it).
 The time from ``up`` to the daemon answering again is written to
 ``fault-recovery.json`` among the test artifacts."""
 
@@ -19,6 +20,7 @@ import requests
 
 from tests.browser.helpers import ARTIFACTS
 from tests.conftest import _poll
+from tests.scaling_session import UserSession
 from workbench import daemons
 from workbench.audit import AuditLog
 from workbench.demo.cluster.local import LocalCluster
@@ -43,6 +45,30 @@ CLUSTER_SIDE = ("slurmdbd", "mariadb", "slurmctld")
 #: how long the controller stays down (the issue's 60 s: longer than Slurm's clients wait)
 CONTROLLER_DOWN_S = 60
 RECOVERY: dict[str, float] = {}
+#: bob's notebook code: two Dask workers (Slurm jobs of bob's project, tagged with his
+#: session), a computation on them at start and again at each empty line on stdin
+DASK = """
+import json, sys
+from distributed import Client
+from workbench.scaling.cluster import PoolCluster
+from workbench.scaling.pools import WorkerPool
+
+cluster = PoolCluster([WorkerPool("cpu", "cpu", cpus=1, memory="1G", runtime="00:30:00")],
+                      account="research-climate", death_timeout=120)
+cluster.scale({"cpu": 2})
+client = Client(cluster)
+client.wait_for_workers(2, timeout=240)
+line = ""
+while line.strip() != "close":
+    total = client.submit(sum, client.map(lambda x: x * x, range(100), pure=False)).result(60)
+    print(json.dumps({"workers": len(client.scheduler_info()["workers"]), "total": total,
+                      "jobs": sorted(cluster.job_ids().values())}), flush=True)
+    line = sys.stdin.readline()
+client.close()
+cluster.close()
+print(json.dumps({"phase": "closed"}), flush=True)
+"""
+SUM = sum(x * x for x in range(100))
 
 
 def _status() -> tuple[dict, float]:
@@ -82,7 +108,7 @@ def _reserve(slurm, on: bool) -> None:
 
 @pytest.fixture(scope="module")
 def world(slurm, hub_url, demo_password):
-    """bob running, ida pending, bob's help request joined by sam."""
+    """bob running with two Dask workers, ida pending, bob's help request joined by sam."""
     def login(user):
         r = requests.post(f"{hub_url}hub/api/users/{user}/tokens",
                           json={"auth": {"username": user, "password": demo_password},
@@ -95,7 +121,7 @@ def world(slurm, hub_url, demo_password):
 
     bob, ida, sam = login("bob"), login("ida"), login("sam")
     help_url = f"{hub_url}services/help/api/requests"
-    req = None
+    req = dask = None
     _reserve(slurm, True)
     try:
         r = bob.post(f"{bob.base}/users/bob/server", json={"user_options": BOB})
@@ -108,25 +134,36 @@ def world(slurm, hub_url, demo_password):
                         "ida's job pending", 60)
         [bob_job] = [j for j in slurm.run(queries.jobs())
                      if j.user == "bob" and j.state.is_running]
+        session = UserSession(bob, slurm, BOB)
+        session.job_id = bob_job.job_id
+        dask = session.interact(DASK)
+        up = dask.read(300)
+        assert up["workers"] == 2 and up["total"] == SUM, up
+        assert sorted(j.job_id for j in session.worker_jobs()) == up["jobs"]
         r = bob.post(help_url, json={"message": "fault test", "minutes": 60})
         assert r.status_code == 201, r.text
         req = r.json()
         r = sam.post(f"{help_url}/{req['id']}/join")
         assert r.status_code == 200, r.text
         yield {"bob": bob, "ida": ida, "sam": sam, "bob_job": bob_job.job_id,
-               "ida_job": ida_job.job_id, "request": req["id"], "help_url": help_url}
+               "ida_job": ida_job.job_id, "request": req["id"], "help_url": help_url,
+               "dask": dask, "dask_jobs": up["jobs"]}
     finally:
         try:
             # a test that failed half-way leaves its daemon down: the rest of the suite
             # needs the factory whole
             subprocess.run([WORKBENCH, "up"], check=True, capture_output=True, timeout=300)
+            if dask is not None:
+                dask.proc.stdin.write("close\n")
+                dask.proc.stdin.flush()
+                try:
+                    assert dask.read(120) == {"phase": "closed"}
+                finally:
+                    dask.close()
             if req is not None:
                 bob.delete(f"{help_url}/{req['id']}")
-            # ida's start, carried on by the restarted hub, ends once her job can start; a
-            # stop while the hub still checks it is JupyterHub's 500 ("pending check")
+            # ida's start, carried on by the restarted hub, is stopped like any other
             _reserve(slurm, False)
-            _poll(lambda: not ida.get(f"{ida.base}/users/ida").json()["pending"],
-                  "ida's start carried through", 120)
             for api in (bob, ida):
                 api.delete(f"{api.base}/users/{api.user}/server")
             for api in (bob, ida):
@@ -149,7 +186,9 @@ def _snapshot(world, slurm, hub_url) -> dict:
     req = next(r for r in bob.get(world["help_url"]).json()["requests"]
                if r["id"] == world["request"])
     jobs = {j.job_id: j for j in slurm.run(queries.jobs())}
-    return {"audit": Counter((r.at, r.actor, r.action, r.subject,
+    return {"workers": sorted(j.job_id for j in jobs.values() if j.state.is_running and
+                              j.job_id in world["dask_jobs"]),
+            "audit": Counter((r.at, r.actor, r.action, r.subject,
                               json.dumps(r.details, sort_keys=True)) for r in audit),
             "shares": sorted((s["user"]["name"], tuple(s["scopes"])) for s in shares),
             "request": (req["state"], req["joined"]),
@@ -166,7 +205,7 @@ def _nothing_lost(before: dict, after: dict) -> None:
     twice = {k: n for k, n in after["audit"].items() if k in before["audit"] and
              n != before["audit"][k]}
     assert not twice, f"audit records duplicated: {list(twice)[:3]}"
-    for key in ("shares", "request", "bob", "ida", "sam_in"):
+    for key in ("shares", "request", "bob", "ida", "sam_in", "workers"):
         assert after[key] == before[key], (key, before[key], after[key])
 
 
@@ -176,6 +215,7 @@ def test_a_daemon_killed_is_said_down_comes_back_with_up_and_nothing_is_lost(
     bob = world["bob"]
     before = _snapshot(world, slurm, hub_url)
     assert before["bob"] == (True, "RUNNING") and before["ida"] == (True, "PENDING")
+    assert before["workers"] == world["dask_jobs"], before["workers"]
     assert _answers(bob, hub_url), "bob's session does not answer before the test"
     pid = _pid(name)
     assert pid, f"{name} is not running before the test"
@@ -211,3 +251,7 @@ def test_a_daemon_killed_is_said_down_comes_back_with_up_and_nothing_is_lost(
     if name in CLUSTER_SIDE:
         slurm.run(queries.job_end(world["bob_job"]))  # accounting answers again
     _nothing_lost(before, _snapshot(world, slurm, hub_url))
+    # bob's Dask workers compute as before, the same two jobs
+    world["dask"].go()
+    again = world["dask"].read(120)
+    assert again == {"workers": 2, "total": SUM, "jobs": world["dask_jobs"]}, again
