@@ -39,13 +39,18 @@ HUB_ID = "bench-growth"
 SESSIONS_PER_USER = 50
 
 
-def _median_s(fn, repeat: int = 3) -> float:
+def timed(fn, repeat: int = 3) -> float:
+    """The median of ``repeat`` runs of ``fn()``, in seconds."""
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return round(statistics.median(times), 3)
+    return statistics.median(times)
+
+
+def _s(fn, repeat: int = 3) -> float:
+    return round(timed(fn, repeat), 3)
 
 
 def _rss_mb() -> float:
@@ -78,7 +83,7 @@ def history_figures(slurm: SlurmClient, days: int) -> dict:
     out["sacct_first_read_s"] = round(time.perf_counter() - t0, 3)
     out["history_rows"] = len(rows)
     del rows
-    out["sacct_incremental_s"] = _median_s(lambda: jobs_frame(slurm.run(
+    out["sacct_incremental_s"] = _s(lambda: jobs_frame(slurm.run(
         queries.history(now - timedelta(seconds=180)))))
     with tempfile.TemporaryDirectory(prefix="bench-growth-cache-") as cache:
         settings = DashboardSettings(cache_dir=cache, history_days=days, slurm_timeout=600)
@@ -87,11 +92,11 @@ def history_figures(slurm: SlurmClient, days: int) -> dict:
         t0 = time.perf_counter()
         source.history.table()
         out["history_first_read_s"] = round(time.perf_counter() - t0, 3)
-        out["history_incremental_s"] = _median_s(lambda: source.history.table(max_age=0))
-        out["history_load_s"] = _median_s(lambda: DashboardSource(settings).history.table())
+        out["history_incremental_s"] = _s(lambda: source.history.table(max_age=0))
+        out["history_load_s"] = _s(lambda: DashboardSource(settings).history.table())
         today = now.date()
         source.manager(today - timedelta(days=29), today)  # the budgets' cache warm
-        out["manager_view_data_s"] = _median_s(
+        out["manager_view_data_s"] = _s(
             lambda: source.manager(today - timedelta(days=29), today))
     gc.collect()
     out["benchmark_peak_rss_mb"] = _rss_mb()
@@ -221,7 +226,7 @@ def support_figures() -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-growth-cache-") as cache:
         source = DashboardSource(DashboardSettings(cache_dir=cache))
         widget = SupportDashboard(source, refresh_s=0)
-        steady = _median_s(widget.refresh, 5)
+        steady = _s(widget.refresh, 5)
         forced = []
         for _ in range(3):
             for name in ("squeue", "sinfo", "history", "sstat"):
@@ -254,7 +259,7 @@ def queue_growth(args, slurm: SlurmClient) -> list[dict]:
             submit_s = time.perf_counter() - t0
             in_queue = len(slurm.run(queries.jobs()))
             row = {"sessions": n, "jobs_in_squeue": in_queue,
-                   "squeue_json_s": _median_s(lambda: slurm.run(queries.jobs())),
+                   "squeue_json_s": _s(lambda: slurm.run(queries.jobs())),
                    "submit_s": round(submit_s, 1), **support_figures(),
                    **reconcile_figures(owners)}
             with open("/proc/loadavg") as f:

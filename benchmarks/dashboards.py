@@ -60,6 +60,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._cluster import CallShim  # noqa: E402
+from benchmarks._growth import timed  # noqa: E402
 from tests.browser.helpers import CHROMIUM_ARGS, log_in  # noqa: E402  (as the tests do)
 from workbench.dashboards.history import jobs_frame  # noqa: E402
 from workbench.dashboards.source import DashboardSettings, DashboardSource  # noqa: E402
@@ -139,15 +140,6 @@ def remove(home: FactoryHome) -> None:
     mysql(home, f"DELETE FROM {CLUSTER}_job_table WHERE id_job >= {FIRST_ID} AND "
                 f"account='{ACCOUNT}';")
     print("removed the benchmark's accounting rows")
-
-
-def timed(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def raw_queries(slurm: SlurmClient, source: DashboardSource) -> dict:
