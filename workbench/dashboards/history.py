@@ -90,7 +90,7 @@ class History:
     """
 
     def __init__(self, cache: SharedCache, days: int = 92, max_age: float = 60.0,
-                 chunk_days: int = 7, compact_s: float = 3600.0):
+                 chunk_days: int = 31, compact_s: float = 3600.0):
         self.cache = cache
         self.days = days
         self.max_age = max_age
@@ -200,7 +200,7 @@ class History:
         rows, reached, error = self._read_back(since, None)
         if reached is None:
             return self._failed(meta, started, error)
-        self._save(merge(empty_jobs(), rows, reached))
+        self._save(rows)
         self._path(RECENT).unlink(missing_ok=True)
         meta = {**meta, "at": started, "good_at": started, "base_at": started,
                 "covered_from": reached.timestamp(), "error": None}
