@@ -180,6 +180,12 @@ def submit_sessions(slurm: SlurmClient, users: list[str], have: int, want: int) 
     return ids
 
 
+def cancel_by_user(slurm: SlurmClient, users: list[str]) -> None:
+    """``scancel -u USER`` for each benchmark user (as root)."""
+    for user in users:
+        slurm.run(SlurmClient.command("scancel", ["-u", user]))
+
+
 class StandInHub:
     """The hub's REST answer the reconciler reads (users and their servers' job ids), as a
     hub holding the benchmark's sessions would give it: every session owned."""
@@ -250,7 +256,8 @@ def queue_growth(args, slurm: SlurmClient) -> list[dict]:
     results = []
     owners: dict[int, tuple[str, str]] = {}
     with ExitStack() as stack:
-        stack.callback(cleanup_jobs, slurm, users)
+        stack.callback(cleanup_jobs, slurm, users)  # then waits until none is left
+        stack.callback(cancel_by_user, slurm, users)  # first (an ExitStack unwinds LIFO)
         for n in args.queue_sizes:
             t0 = time.perf_counter()
             ids = submit_sessions(slurm, users, len(owners), n)
@@ -274,7 +281,7 @@ def print_curve(rows: list[dict], key: str) -> None:
     if not rows:
         return
     names = [k for k in rows[0] if k != key and isinstance(rows[0][k], (int, float))]
-    print(f"\n{'figure':32}" + "".join(f"{r[key]:>18,}" for r in rows))
+    print(f"\n{'figure':30}" + "".join(f"{r[key]:>24,}" for r in rows))
     for name in names:
         cells = []
         for i, r in enumerate(rows):
@@ -283,8 +290,8 @@ def print_curve(rows: list[dict], key: str) -> None:
             prev = rows[i - 1].get(name) if i else None
             if prev and isinstance(v, (int, float)) and rows[i - 1][key]:
                 cell += (f" (x{v / prev:.1f} / x{r[key] / rows[i - 1][key]:.0f})")
-            cells.append(f"{cell:>18}")
-        print(f"{name:32}" + "".join(cells))
+            cells.append(f"{cell:>24}")
+        print(f"{name:30}" + "".join(cells))
 
 
 def write_json(path: str | None, figures: dict) -> None:
