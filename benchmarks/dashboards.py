@@ -299,7 +299,7 @@ def growth(args, slurm: SlurmClient, home: FactoryHome) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--setup", action="store_true", help="write the accounting rows first")
     ap.add_argument("--remove", action="store_true", help="delete the rows and stop")
@@ -332,7 +332,11 @@ def main(argv=None) -> int:
                     help="the growth curve of the support dashboard's refresh and of one "
                          "reconciler pass with N sessions' worth of held jobs in squeue, "
                          "comma-separated (e.g. 0,100,1000); the jobs are cancelled at the end")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     home = FactoryHome.from_env()
     slurm = SlurmClient(slurm_conf=str(home.slurm_conf))
     if args.remove:
