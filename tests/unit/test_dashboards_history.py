@@ -118,6 +118,8 @@ def test_a_window_that_fails_keeps_the_newer_ones_and_a_view_reads_back_later(
     assert "did not answer" in got.error
     assert set(range(14)) <= set(got.value.job_id)  # the two newest weeks are held
     assert about(h.covered_from(), NOW - timedelta(days=14))
+    # a view of 30 days while accounting still fails: its message (the page shows it)
+    assert h.cover(NOW - timedelta(days=30)).startswith("Slurm accounting (sacct) failed")
     accounting.fail_before = None
     assert h.cover(NOW - timedelta(days=30)) is None
     assert set(range(30)) <= set(h.table().value.job_id)

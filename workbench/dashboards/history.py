@@ -236,7 +236,9 @@ class History:
                 _, base = self._part(BASE)
                 self._save(merge(base, rows))
                 self.cache.write_meta(_NAME, **{**meta, "covered_from": reached.timestamp()})
-        return None if error is None else _message(error)
+        if error is None:
+            return None
+        return f"Slurm accounting (sacct) failed: {getattr(error, 'stderr', '') or error}"
 
 
 def _union(parts: list[pd.DataFrame]) -> pd.DataFrame:
