@@ -36,6 +36,12 @@ Measured (printed as a table and one JSON line):
 (``--repeat`` times, median), with the end of each phase: Voila's page complete (kernel started,
 notebook run), the dashboard drawn, the full render, all four charts drawn.
 
+``--sizes 20000,100000,200000`` and ``--queue-sizes 0,100,1000`` measure growth curves instead
+(:mod:`benchmarks._growth`): the managers' dashboard at each number of accounting rows, the
+support refresh and a reconciler pass at each number of held sessions in ``squeue``; each
+removes its rows or jobs at the end, also on failure. Run them under
+``flock /tmp/wb-heavy.lock`` (the slurmdbd and the controller are shared).
+
 Renders are ``--gap`` seconds apart (default 10): one viewer at a time, the way managers arrive;
 the service replaces the warm kernel a view took within ~7 s (5 s delay, then its start and
 imports). ``--gap 0`` measures a burst instead: views back to back, most of them without a
