@@ -36,6 +36,12 @@ Measured (printed as a table and one JSON line):
 (``--repeat`` times, median), with the end of each phase: Voila's page complete (kernel started,
 notebook run), the dashboard drawn, the full render, all four charts drawn.
 
+``--sizes 20000,100000,200000`` and ``--queue-sizes 0,100,1000`` measure growth curves instead
+(:mod:`benchmarks._growth`): the managers' dashboard at each number of accounting rows, the
+support refresh and a reconciler pass at each number of held sessions in ``squeue``; each
+removes its rows or jobs at the end, also on failure. Run them under
+``flock /tmp/wb-heavy.lock`` (the slurmdbd and the controller are shared).
+
 Renders are ``--gap`` seconds apart (default 10): one viewer at a time, the way managers arrive;
 the service replaces the warm kernel a view took within ~7 s (5 s delay, then its start and
 imports). ``--gap 0`` measures a burst instead: views back to back, most of them without a
@@ -60,6 +66,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._cluster import CallShim  # noqa: E402
+from benchmarks._growth import timed  # noqa: E402
 from tests.browser.helpers import CHROMIUM_ARGS, log_in  # noqa: E402  (as the tests do)
 from workbench.dashboards.history import jobs_frame  # noqa: E402
 from workbench.dashboards.source import DashboardSettings, DashboardSource  # noqa: E402
@@ -128,9 +135,10 @@ def setup(slurm: SlurmClient, home: FactoryHome, n: int, days: int) -> None:
             "exit_code,nodelist,nodes_alloc,node_inx,`partition`,priority,state,timelimit,"
             "time_submit,time_eligible,time_start,time_end,tres_alloc,tres_req,"
             "id_wckey,het_job_id,het_job_offset,state_reason_prev,id_resv,work_dir")
-    for k in range(0, len(rows), 1000):
-        mysql(home, f"INSERT INTO {CLUSTER}_job_table ({cols}) VALUES "
-                    + ",".join(rows[k:k + 1000]) + ";")
+    for batch in range(0, len(rows), 20_000):  # one mysql per 20 inserts of 1,000 rows
+        mysql(home, "".join(f"INSERT INTO {CLUSTER}_job_table ({cols}) VALUES "
+                            + ",".join(rows[k:k + 1000]) + ";\n"
+                            for k in range(batch, min(batch + 20_000, len(rows)), 1000)))
     print(f"wrote {len(rows)} accounting rows in account {ACCOUNT}")
 
 
@@ -138,15 +146,6 @@ def remove(home: FactoryHome) -> None:
     mysql(home, f"DELETE FROM {CLUSTER}_job_table WHERE id_job >= {FIRST_ID} AND "
                 f"account='{ACCOUNT}';")
     print("removed the benchmark's accounting rows")
-
-
-def timed(fn, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def raw_queries(slurm: SlurmClient, source: DashboardSource) -> dict:
@@ -279,7 +278,34 @@ def restart_dashboards(path_first: Path | None = None) -> None:
                     "manager-dashboard"], check=True, capture_output=True, env=env)
 
 
-def main(argv=None) -> int:
+def _sizes(text: str) -> list[int]:
+    """``20000,100000`` → [20000, 100000] (sorted; each a whole number, 0 or more)."""
+    try:
+        sizes = sorted(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: whole numbers, comma-separated") from None
+    if not sizes or sizes[0] < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: sizes of 0 or more")
+    return sizes
+
+
+def growth(args, slurm: SlurmClient, home: FactoryHome) -> int:
+    """``--sizes`` and ``--queue-sizes`` (:mod:`benchmarks._growth`)."""
+    from benchmarks import _growth
+    figures: dict = {"date": datetime.now(UTC).isoformat(timespec="minutes"),
+                     "cpus": os.cpu_count()}
+    if args.sizes:
+        figures["manager"] = _growth.manager_growth(args, slurm, home, setup, remove, login,
+                                                    manager_render, CHROMIUM_ARGS)
+        _growth.print_curve(figures["manager"], "jobs")
+    if args.queue_sizes:
+        figures["queue"] = _growth.queue_growth(args, slurm)
+        _growth.print_curve(figures["queue"], "sessions")
+    _growth.write_json(args.json, figures)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--setup", action="store_true", help="write the accounting rows first")
     ap.add_argument("--remove", action="store_true", help="delete the rows and stop")
@@ -297,12 +323,33 @@ def main(argv=None) -> int:
     ap.add_argument("--gap", type=float, default=10.0,
                     help="seconds between two measured renders (default 10: a viewer at a "
                          "time; 0: a burst of views)")
-    args = ap.parse_args(argv)
+    ap.add_argument("--sizes", type=_sizes,
+                    help="the growth curve of the managers' dashboard: accounting rows, "
+                         "comma-separated (e.g. 20000,100000,200000); for each, the rows are "
+                         "written, the history's reads, a manager view's data and its render "
+                         "measured; all rows deleted at the end. Run it under "
+                         "flock /tmp/wb-heavy.lock (the slurmdbd is shared)")
+    ap.add_argument("--history-days", type=int, default=92,
+                    help="with --sizes: days the history's first read covers (default 92, "
+                         "the dashboards' history_days)")
+    ap.add_argument("--no-browser", action="store_true",
+                    help="with --sizes: no render in chromium, only the data path")
+    ap.add_argument("--queue-sizes", type=_sizes,
+                    help="the growth curve of the support dashboard's refresh and of one "
+                         "reconciler pass with N sessions' worth of held jobs in squeue, "
+                         "comma-separated (e.g. 0,100,1000); the jobs are cancelled at the end")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     home = FactoryHome.from_env()
     slurm = SlurmClient(slurm_conf=str(home.slurm_conf))
     if args.remove:
         remove(home)
         return 0
+    if args.sizes or args.queue_sizes:
+        return growth(args, slurm, home)
     if args.setup:
         setup(slurm, home, args.jobs, args.days)
     settings = DashboardSettings()

@@ -54,13 +54,30 @@ def describe_pending(reason: str) -> str:
     return reason or "waiting"
 
 
+def queue_positions(jobs: Iterable[Job]) -> dict[int, tuple[int, int]]:
+    """Job id → (position, pending) of every pending job among the pending jobs of its
+    partition (1 = next): one sort of the queue for all of them (a view of N waiting
+    sessions asks for each)."""
+    by_partition: dict[str, list[Job]] = {}
+    for j in jobs:
+        if j.state.is_pending:
+            by_partition.setdefault(j.partition, []).append(j)
+    out = {}
+    for pending in by_partition.values():
+        pending.sort(key=lambda j: (-j.priority,
+                                    j.submit_time or datetime.max.replace(tzinfo=UTC),
+                                    j.job_id))
+        for i, j in enumerate(pending, start=1):
+            out[j.job_id] = (i, len(pending))
+    return out
+
+
 def queue_position(job: Job, jobs: Iterable[Job]) -> tuple[int, int]:
-    """(position, pending) of ``job`` among the pending jobs of its partition (1 = next)."""
-    pending = [j for j in jobs if j.partition == job.partition and j.state.is_pending]
-    pending.sort(key=lambda j: (-j.priority, j.submit_time or datetime.max.replace(tzinfo=UTC),
-                                j.job_id))
-    ids = [j.job_id for j in pending]
-    return (ids.index(job.job_id) + 1 if job.job_id in ids else 0), len(ids)
+    """(position, pending) of ``job`` among the pending jobs of its partition (1 = next);
+    position 0 when it does not pend. For many jobs of one queue, :func:`queue_positions`."""
+    same = [j for j in jobs if j.partition == job.partition]
+    return queue_positions(same).get(job.job_id,
+                                     (0, sum(1 for j in same if j.state.is_pending)))
 
 
 def estimated_start(job: Job, now: datetime | None = None) -> datetime | None:

@@ -65,6 +65,23 @@ def test_ten_processes_share_one_call(tmp_path, shim):
     assert _runs(shim) == {"date": 1}
 
 
+def test_an_answer_is_parsed_once_per_process_and_again_when_a_new_one_comes(tmp_path, shim):
+    parsed = []
+
+    def parse(text):
+        parsed.append(text)
+        return text.strip()
+
+    query = Query("date", ("+%s.%N",), parse)
+    cache = SharedCache(tmp_path / "cache", SlurmClient(bindir=str(shim.bindir)))
+    first = cache.get("clock", query, max_age=60).value
+    assert [cache.get("clock", query, max_age=60).value for _ in range(3)] == [first] * 3
+    assert len(parsed) == 1  # a refresh that finds the answer fresh does not read it again
+    time.sleep(0.05)
+    assert cache.get("clock", query, max_age=0.01).value != first
+    assert len(parsed) == 2 and _runs(shim) == {"date": 2}
+
+
 def test_a_stale_answer_is_refreshed_and_a_failure_is_remembered(tmp_path, shim):
     cache = SharedCache(tmp_path / "cache", SlurmClient(bindir=str(shim.bindir)))
     first = cache.get("clock", _date_query(), max_age=60)

@@ -5,7 +5,13 @@ from datetime import UTC, datetime, timedelta
 from workbench.reconcile import find_orphans
 from workbench.slurm.models import Job, JobState, Node
 from workbench.tags import job_tag, parse_job_tag
-from workbench.waits import estimated_start, queue_position, start_sooner, waiting_message
+from workbench.waits import (
+    estimated_start,
+    queue_position,
+    queue_positions,
+    start_sooner,
+    waiting_message,
+)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -29,6 +35,17 @@ def test_position_among_pending_jobs_of_the_partition():
     jobs = [job(1, priority=200), job(2, priority=100, submitted=NOW - timedelta(hours=1)), mine,
             job(4, partition="gpu"), job(5, state=JobState.RUNNING)]
     assert queue_position(mine, jobs) == (3, 3)
+
+
+def test_every_pending_jobs_position_at_once_is_each_ones_own_position():
+    jobs = [job(1, priority=200), job(2, priority=100, submitted=NOW - timedelta(hours=1)),
+            job(3, priority=100), job(4, partition="gpu"), job(5, state=JobState.RUNNING),
+            job(6, partition="gpu", priority=300)]
+    positions = queue_positions(jobs)
+    assert positions == {1: (1, 3), 2: (2, 3), 3: (3, 3), 6: (1, 2), 4: (2, 2)}
+    assert all(positions[j.job_id] == queue_position(j, jobs) for j in jobs
+               if j.job_id in positions)
+    assert queue_position(jobs[4], jobs) == (0, 3)  # a running job has no place in the queue
 
 
 def test_estimate_only_in_the_future():

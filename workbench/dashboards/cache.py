@@ -57,6 +57,9 @@ class SharedCache:
     def __init__(self, directory: Path | str, client: SlurmClient):
         self.directory = Path(directory)
         self.client = client
+        #: name → (the answer's file mtime, query, parsed value): an answer read by this
+        #: process is parsed once, not at every refresh that finds it still fresh
+        self._parsed: dict[str, tuple[tuple[int, int], Query, Any]] = {}
 
     def _path(self, name: str, ext: str) -> Path:
         if not name.replace("-", "").replace("_", "").isalnum():
@@ -97,12 +100,24 @@ class SharedCache:
                 if fresh is None:
                     fresh = self._refresh(name, query)
         at, error = fresh
+        good_at = self.meta(name).get("good_at")
         try:
-            text = self._path(name, "out").read_text()
+            value = self._parse(name, query)
         except OSError:
             return Cached(None, None, error or "no answer from Slurm yet")
-        good_at = self.meta(name).get("good_at")
-        return Cached(query.parse(text), good_at if error else at, error)
+        return Cached(value, good_at if error else at, error)
+
+    def _parse(self, name: str, query: Query[T]) -> T:
+        """The answer's parsed value, parsed again only when the file changed."""
+        path = self._path(name, "out")
+        st = path.stat()
+        mtime = (st.st_ino, st.st_mtime_ns)  # each answer is a new file (atomic replace)
+        held = self._parsed.get(name)
+        if held and held[0] == mtime and held[1] == query:
+            return held[2]
+        value = query.parse(path.read_text())
+        self._parsed[name] = (mtime, query, value)
+        return value
 
     def _fresh(self, name: str, max_age: float) -> tuple[float, str | None] | None:
         meta = self.meta(name)

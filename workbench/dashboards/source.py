@@ -66,6 +66,20 @@ class DashboardSettings(Configurable):
         help="Seconds a history read serves every viewer before the next incremental sacct. "
         "Example: 60.").tag(config=True)
 
+    history_chunk_days = Integer(
+        31, min=1, max=366,
+        help="Days of job history one sacct reads when the history is first read (or read "
+        "further back): the read goes back in windows of this many days, newest first, so "
+        "that each sacct stays bounded however long the history (each costs ~0.15 s more "
+        "than one read; 100,000 jobs cost ~3 s to read). What was read stays when a window "
+        "fails. Example: 31.").tag(config=True)
+
+    history_compact_s = Float(
+        3600.0, min=60.0,
+        help="Seconds between two foldings of the history's recent part (what the "
+        "incremental reads brought) into its base, which is when old jobs leave the window; "
+        "a refresh in between rewrites only the recent part. Example: 3600.").tag(config=True)
+
     live_max_age = Float(
         10.0, min=0.5,
         help="Seconds one squeue/sinfo answer serves every viewer; with the support page's "
@@ -184,7 +198,8 @@ class DashboardSource:
                                             timeout=self.settings.slurm_timeout)
         self.cache = SharedCache(self.settings.cache_dir, self.client)
         self.history = History(self.cache, self.settings.history_days,
-                               self.settings.history_max_age)
+                               self.settings.history_max_age, self.settings.history_chunk_days,
+                               self.settings.history_compact_s)
 
     # reads -------------------------------------------------------------------------------
 

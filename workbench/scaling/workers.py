@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from ..slurm import Job
-from ..waits import describe_pending, queue_position
+from ..waits import describe_pending, queue_positions
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ def worker_rows(planned: Iterable[str], job_ids: dict[str, int], connected: Iter
     it, they are SUBMITTED, where any other missing job has ENDED."""
     jobs = list(jobs)
     by_id = {j.job_id: j for j in jobs}
+    positions = queue_positions(jobs)
     connected = set(connected)
     rows = []
     for name in sorted(planned, key=lambda n: (str(n).rsplit("-", 1)[0],
@@ -55,7 +56,7 @@ def worker_rows(planned: Iterable[str], job_ids: dict[str, int], connected: Iter
             state, node, gpus, part = job.state.value, job.nodes, job.gpus, job.partition
             why = ""
             if job.state.is_pending:
-                pos, total = queue_position(job, jobs)
+                pos, total = positions.get(job.job_id, (0, 0))
                 why = describe_pending(job.reason) + (f" (position {pos} of {total})"
                                                       if pos else "")
             elif job.state.is_running and name not in connected:
