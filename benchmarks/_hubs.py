@@ -112,7 +112,8 @@ def common_settings(workdir: Path, ports: HubPorts, users: list[str], token: str
     return settings
 
 
-def ours_settings(workdir: Path, env_bin: str, slurm_bindir: str = "") -> dict:
+def ours_settings(workdir: Path, env_bin: str, slurm_bindir: str = "",
+                  shape: JobShape | None = None) -> dict:
     """SlurmGPUSpawner ("slurm-gpu"), no budget check, audit log in ``workdir``."""
     return {
         "_workbench_port_callback": True,
@@ -120,25 +121,27 @@ def ours_settings(workdir: Path, env_bin: str, slurm_bindir: str = "") -> dict:
         "SlurmGPUSpawner": {
             "slurm_conf": slurm_conf(), "env_bin": env_bin, "allocations_file": "",
             "audit_db": str(workdir / "audit.sqlite"), "hub_id": "benchmark",
-            "default_partition": JobShape().partition, "slurm_bindir": slurm_bindir,
+            "default_partition": (shape or JobShape()).partition,
+            "slurm_bindir": slurm_bindir,
         },
     }
 
 
-def stock_settings(env_bin: str, node_address: str, slurm_bindir: str = "") -> dict:
+def stock_settings(env_bin: str, node_address: str, slurm_bindir: str = "",
+                   shape: JobShape | None = None) -> dict:
     """batchspawner.SlurmSpawner with the same job shape and single-user environment.
 
     ``node_address``: the stock spawner connects to the node *name* squeue prints, which does
     not resolve on this machine; ``state_exechost_exp`` maps it to the node's address.
     ``slurm_bindir``: run sbatch/squeue/scancel from there (sudo's secure_path would
-    otherwise pick /usr/bin).
+    otherwise pick /usr/bin). ``shape``: the job (default :class:`JobShape`'s).
     """
     traits = {
         "exec_prefix": "sudo -E -u {username}",
         "batchspawner_singleuser_cmd": f"{env_bin}/batchspawner-singleuser",
         "cmd": [f"{env_bin}/jupyterhub-singleuser"],
         "state_exechost_exp": node_address,
-        **JobShape().stock_traits(),
+        **(shape or JobShape()).stock_traits(),
     }
     if slurm_bindir:
         traits.update(
@@ -227,6 +230,7 @@ class ThrowawayHub:
         self.env_bin = env_bin
         self.checkout = checkout
         self.url = f"http://127.0.0.1:{ports.public}"
+        self.token = token
         self.api = HubApi(self.url, token)
         self.logfile = workdir / "jupyterhub.log"
         self.proc: subprocess.Popen | None = None
@@ -296,6 +300,33 @@ class ThrowawayHub:
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_since(max(self.log_offset() - 20000, 0))
         return "\n".join(text.splitlines()[-lines:])
+
+
+#: the two hubs of a benchmark, and how far above --port-base each one's ports are
+PORT_OFFSETS = {"ours": 0, "stock": 100}
+
+
+def start_hubs(stack, workdir: Path, args, users: list[str], node_address: str,
+               start_timeout: int, slurm_bindir: str = "", shape: JobShape | None = None,
+               kinds=tuple(PORT_OFFSETS)) -> dict[str, ThrowawayHub]:
+    """Start one throwaway hub per kind (ours: SlurmGPUSpawner, stock: SlurmSpawner) in
+    ``workdir``/KIND, allowing ``users``, each stopped when ``stack`` exits. ``args``: the
+    common options (:func:`add_common_options`)."""
+    hubs = {}
+    for kind in kinds:
+        ports = HubPorts.from_base(args.port_base + PORT_OFFSETS[kind])
+        hubdir = workdir / kind
+        token = secrets.token_hex(32)
+        specific = (ours_settings(hubdir, args.env_bin, slurm_bindir, shape) if kind == "ours"
+                    else stock_settings(args.env_bin, node_address, slurm_bindir, shape))
+        settings = merge(common_settings(hubdir, ports, users, token, start_timeout,
+                                         args.checkout), specific)
+        hub = hubs[kind] = ThrowawayHub(kind, hubdir, ports, settings, token, args.env_bin,
+                                        args.checkout)
+        stack.callback(hub.stop)
+        hub.start()
+        print(f"{hub.name} hub up at {hub.url} (log {hub.logfile})", flush=True)
+    return hubs
 
 
 def _is_proxy(pid: int) -> bool:
