@@ -330,7 +330,7 @@ def storm(hub: ThrowawayHub, kind: str, slurm, shim: CallShim, args) -> dict:
                    "others shown a message", args.timeout)
         settled = time.perf_counter() - t0
         time.sleep(args.hold)
-        waiting = _waiting(pages, slurm)
+        spawns = _before_stop(pages, slurm)
         rss_storm = rss_mb(hub.proc.pid)
         usage.mark("stop")
         end_profiler(spy)
@@ -342,7 +342,6 @@ def storm(hub: ThrowawayHub, kind: str, slurm, shim: CallShim, args) -> dict:
         prober.done.set()
         prober.join(10)
         cleanup_jobs(slurm, users)
-    ready = sorted(p.ready_s for p in pages if p.ready_s is not None)
     sent = [p.sent for p in pages if p.sent is not None]
     return {
         "users": len(users),
@@ -350,12 +349,8 @@ def storm(hub: ThrowawayHub, kind: str, slurm, shim: CallShim, args) -> dict:
         "posts_sent_within_s": round(max(sent) - min(sent), 3),
         "post_codes": dict(Counter(str(p.post_code) for p in pages)),
         "post_s": percentiles([p.post_s for p in pages if p.post_s is not None]),
-        "ready": len(ready),
-        "ready_s": [round(r, 1) for r in ready],
         "settled_s": round(settled, 1),
-        "failed_spawns": sorted({p.failed for p in pages if p.failed and p.ready_s is None
-                                 and p.user not in waiting["cancelled_by_stop"]}),
-        **{k: v for k, v in waiting.items() if k != "cancelled_by_stop"},
+        **spawns,
         "api_idle": _latency(prober.between(t0 - args.idle - 0.5, t0)),
         "api_storm": _latency(prober.between(t0, t_stop)),
         "api_stop": _latency(prober.between(t_stop, time.perf_counter())),
@@ -371,16 +366,23 @@ def _settled(pages: list[SpawnPage], fits: int) -> bool:
     return ready >= fits and all(p.messages or p.failed for p in pages)
 
 
-def _waiting(pages: list[SpawnPage], slurm) -> dict:
-    """The users still waiting, with what their spawn page shows last."""
+def _before_stop(pages: list[SpawnPage], slurm) -> dict:
+    """The spawns as they stand before the stop (which ends the waiting ones, and which
+    JupyterHub's progress stream may then report as "ready"): those ready, those failed, and
+    the users still waiting, with what their spawn page shows last."""
     pending = {j.user: j for j in active_jobs(slurm, [p.user for p in pages])
                if j.state.is_pending}
+    ready = sorted(p.ready_s for p in pages if p.ready_s is not None)
+    failed = sorted({p.failed for p in pages if p.failed and p.ready_s is None})
     waiting = [p for p in pages if p.ready_s is None and p.failed is None]
     shown = {p.user: p.last_message for p in waiting}
     untold = [u for u, m in shown.items() if not told_why(m)]
     reasons = Counter(pending[u].reason for u in shown if u in pending)
     examples = sorted(set(shown.values()), key=lambda m: (not told_why(m), m))[:3]
     return {
+        "ready": len(ready),
+        "ready_s": [round(r, 1) for r in ready],
+        "failed_spawns": failed,
         "waiting": len(waiting),
         "waiting_jobs_pending_in_slurm": sum(u in pending for u in shown),
         "slurm_reasons": dict(reasons),
@@ -388,7 +390,6 @@ def _waiting(pages: list[SpawnPage], slurm) -> dict:
         "told_position": sum(told_position(m) for m in shown.values()),
         "not_told_why": untold,
         "messages_shown": examples,
-        "cancelled_by_stop": {p.user for p in waiting},
     }
 
 
