@@ -94,6 +94,17 @@ def test_a_failure_is_the_answer_until_min_interval_has_passed():
     assert RUNNING in snap.read() and slurm.calls == 2
 
 
+async def test_callers_at_once_that_want_a_fresh_value_share_a_query():
+    # 40 sessions stopped at once each ask for the job list as it is now (max_age 0)
+    slurm = CountingSlurm(delay=0.05)
+    snap = JobSnapshot(slurm, max_age=1.0)
+    answers = await asyncio.gather(*(snap.get(0) for _ in range(40)))
+    # the first caller's query started before the others asked: they share the next one
+    assert slurm.calls == 2 and all(a is answers[-1] for a in answers[1:])
+    await snap.get(0)  # asked after every query so far started: a query of its own
+    assert slurm.calls == 3
+
+
 async def test_rechecks_at_once_share_one_query():
     slurm = CountingSlurm(delay=0.05)
     snap = JobSnapshot(slurm, max_age=60, min_interval=1.0)
