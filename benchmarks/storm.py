@@ -7,15 +7,18 @@ counting shim of :mod:`_cluster`), N benchmark users (wbbench001..., default 40)
 then follow their spawn the way the spawn page does, on the progress event stream
 (``GET /hub/api/users/NAME/server/progress``). Those that fit run until every one of them is
 ready; the others wait, and what each is shown last is kept. Throughout, a prober times
-``GET /hub/api/users/NAME`` every ``--probe-interval`` seconds (an idle baseline first). Then
+``GET /hub/api/users/NAME`` every ``--probe-interval`` seconds (an idle baseline first). Every
+request of the storm is the user's own, with a token the hub generated for them. Then
 every server is stopped at once (concurrent ``DELETE``s) and the queue must hold no job of the
 benchmark users within ``--stop-limit`` seconds.
 
 Reported per hub: the POSTs' status codes, time to ready of those that fit, how many waiting
 users were told why they wait (Slurm's reason, in its code or in words) and their place in the
-queue, the hub API latency p50/p99/max (idle and during the storm), the hub's CPU (with the
-children it reaped: sudo, sbatch, squeue...) and memory, slurmctld's CPU, Slurm calls per
-minute, the stop's codes and how long the queue took to empty.
+queue, the hub API latency p50/p99/max (idle; in the burst, from the first POST until the
+last fitting server is ready and every waiting user shown a message; over the whole storm,
+hold included; during the stop), the hub's CPU (with the children it reaped: sudo, sbatch,
+squeue...) and memory, slurmctld's CPU, Slurm calls per minute, the stop's codes and how
+long the queue took to empty.
 
 Run as root: /opt/aifactory/venv/bin/python benchmarks/storm.py
 """
@@ -149,12 +152,13 @@ def percentiles(values: list[float]) -> dict:
 # -- the prober and the users' spawn pages -----------------------------------------------------
 
 class Prober(threading.Thread):
-    """``GET /hub/api/users/NAME`` every ``interval`` s, NAME in turn; (start, seconds, ok)."""
+    """``GET /hub/api/users/NAME`` every ``interval`` s, NAME in turn with NAME's own token;
+    (start, seconds, ok)."""
 
-    def __init__(self, hub: ThrowawayHub, users: list[str], interval: float):
+    def __init__(self, hub: ThrowawayHub, tokens: dict[str, str], interval: float):
         super().__init__(daemon=True)
-        self.api = HubApi(hub.url, hub.token)
-        self.users = users
+        self.apis = [HubApi(hub.url, token) for token in tokens.values()]
+        self.users = list(tokens)
         self.interval = interval
         self.samples: list[tuple[float, float, bool]] = []
         self.done = threading.Event()
@@ -162,11 +166,11 @@ class Prober(threading.Thread):
     def run(self) -> None:
         i = 0
         while not self.done.is_set():
-            user = self.users[i % len(self.users)]
+            user, api = self.users[i % len(self.users)], self.apis[i % len(self.users)]
             i += 1
             t0 = time.perf_counter()
             try:
-                ok = self.api.get(f"/users/{user}").status_code == 200
+                ok = api.get(f"/users/{user}").status_code == 200
             except requests.RequestException:
                 ok = False
             self.samples.append((t0, time.perf_counter() - t0, ok))
@@ -177,12 +181,12 @@ class Prober(threading.Thread):
 
 
 class SpawnPage(threading.Thread):
-    """One user's spawn: the POST at ``at`` (perf_counter), then the progress event stream
-    until the spawn ends (ready, failed or cancelled by the stop)."""
+    """One user's spawn with their own token: the POST at ``at`` (perf_counter), then the
+    progress event stream until the spawn ends (ready, failed or cancelled by the stop)."""
 
-    def __init__(self, hub: ThrowawayHub, user: str, options: dict, at: float):
+    def __init__(self, hub: ThrowawayHub, user: str, token: str, options: dict, at: float):
         super().__init__(daemon=True)
-        self.api = HubApi(hub.url, hub.token)
+        self.api = HubApi(hub.url, token)
         self.user = user
         self.options = options
         self.at = at
@@ -310,7 +314,8 @@ def storm(hub: ThrowawayHub, kind: str, slurm, shim: CallShim, args) -> dict:
         raise BenchmarkError(f"{fits} sessions fit in {SHAPE.partition} now: a storm of "
                              f"{len(users)} must ask more; raise --users")
     usage = Usage(hub, shim)
-    prober = Prober(hub, users, args.probe_interval)
+    tokens = {u: hub.api.user_token(u) for u in users}
+    prober = Prober(hub, tokens, args.probe_interval)
     prober.start()
     pages: list[SpawnPage] = []
     spy = None
@@ -320,7 +325,8 @@ def storm(hub: ThrowawayHub, kind: str, slurm, shim: CallShim, args) -> dict:
         spy = profiler(args, hub)
         t0 = time.perf_counter() + 0.5
         step = args.within / max(len(users) - 1, 1)
-        pages = [SpawnPage(hub, u, options, t0 + i * step) for i, u in enumerate(users)]
+        pages = [SpawnPage(hub, u, tokens[u], options, t0 + i * step)
+                 for i, u in enumerate(users)]
         usage.mark("storm")
         for page in pages:
             page.start()
@@ -328,14 +334,14 @@ def storm(hub: ThrowawayHub, kind: str, slurm, shim: CallShim, args) -> dict:
               f"{fits} fit in {SHAPE.partition}", flush=True)
         wait_until(lambda: _settled(pages, fits), f"{kind}: {fits} sessions ready and the "
                    "others shown a message", args.timeout)
-        settled = time.perf_counter() - t0
+        t_settled = time.perf_counter()
         time.sleep(args.hold)
         spawns = _before_stop(pages, slurm)
         rss_storm = rss_mb(hub.proc.pid)
         usage.mark("stop")
         end_profiler(spy)
         t_stop = time.perf_counter()
-        stop = stop_all(hub, slurm, users, args.stop_limit)
+        stop = stop_all(hub, slurm, tokens, args.stop_limit)
         usage.mark("stopped")
     finally:
         end_profiler(spy)
@@ -349,9 +355,10 @@ def storm(hub: ThrowawayHub, kind: str, slurm, shim: CallShim, args) -> dict:
         "posts_sent_within_s": round(max(sent) - min(sent), 3),
         "post_codes": dict(Counter(str(p.post_code) for p in pages)),
         "post_s": percentiles([p.post_s for p in pages if p.post_s is not None]),
-        "settled_s": round(settled, 1),
+        "settled_s": round(t_settled - t0, 1),
         **spawns,
         "api_idle": _latency(prober.between(t0 - args.idle - 0.5, t0)),
+        "api_burst": _latency(prober.between(t0, t_settled)),
         "api_storm": _latency(prober.between(t0, t_stop)),
         "api_stop": _latency(prober.between(t_stop, time.perf_counter())),
         "storm": usage.between("storm", "stop"),
@@ -398,12 +405,13 @@ def _latency(samples: list[tuple[float, float, bool]]) -> dict:
             "errors": sum(not ok for *_, ok in samples)}
 
 
-def stop_all(hub: ThrowawayHub, slurm, users: list[str], limit: float) -> dict:
-    """DELETE every server at once; their codes, seconds until squeue holds no job of
-    ``users`` (None if some are left after ``limit`` s: ``jobs_left``) and until the hub has
-    no server active."""
+def stop_all(hub: ThrowawayHub, slurm, tokens: dict[str, str], limit: float) -> dict:
+    """Every user DELETEs their server at once; the codes, seconds until squeue holds no
+    job of theirs (None if some are left after ``limit`` s: ``jobs_left``) and until the hub
+    has no server active."""
+    users = list(tokens)
+    apis = [HubApi(hub.url, tokens[u]) for u in users]
     t0 = time.perf_counter()
-    apis = [HubApi(hub.url, hub.token) for _ in users]
 
     def delete(pair) -> str:
         api, user = pair
@@ -434,7 +442,7 @@ def errors_of(r: dict) -> int:
     bad_posts = sum(n for code, n in r["post_codes"].items() if code not in ("201", "202"))
     bad_deletes = sum(n for code, n in r["stop"]["delete_codes"].items()
                       if code not in ("202", "204"))
-    probes = sum(r[k]["errors"] for k in ("api_idle", "api_storm", "api_stop"))
+    probes = sum(r[k]["errors"] for k in ("api_idle", "api_storm", "api_stop"))  # burst ⊂ storm
     return (bad_posts + len(r["failed_spawns"]) + probes + bad_deletes
             + len(r["stop"]["jobs_left"]))
 
@@ -442,12 +450,15 @@ def errors_of(r: dict) -> int:
 def summarize(results: dict[str, dict]) -> dict:
     for r in results.values():
         r["errors"] = errors_of(r)
-        r["p99_goal_met"] = (r["api_storm"]["p99_ms"] or 0) < P99_GOAL_S * 1000
+        # judged on the burst (the POSTs until the last fitting server is ready and every
+        # waiting user shown a message): the quiet hold after it would dilute the p99
+        r["p99_goal_met"] = (r["api_burst"]["p99_ms"] or 0) < P99_GOAL_S * 1000
         r["all_waiting_told_why"] = not r["not_told_why"]
     ratios = {}
     if set(KINDS) <= set(results):
         o, s = results["ours"], results["stock"]
-        for name, a, b in (("api_p99", o["api_storm"]["p99_ms"], s["api_storm"]["p99_ms"]),
+        for name, a, b in (("api_burst_p99", o["api_burst"]["p99_ms"],
+                            s["api_burst"]["p99_ms"]),
                            ("slurm_calls_per_min", o["storm"]["slurm_calls_per_min"],
                             s["storm"]["slurm_calls_per_min"]),
                            ("hub_cpu_s", o["storm"]["hub_cpu_s"], s["storm"]["hub_cpu_s"])):
@@ -464,6 +475,7 @@ ROWS = (
     ("waiting / told why", lambda r: f"{r['waiting']} / {r['told_why']}"),
     ("... told position", lambda r: str(r["told_position"])),
     ("API idle p50/p99/max ms", lambda r: _lat(r["api_idle"])),
+    ("API burst p50/p99/max ms", lambda r: _lat(r["api_burst"])),
     ("API storm p50/p99/max ms", lambda r: _lat(r["api_storm"])),
     ("API during stop p99/max", lambda r: f"{r['api_stop']['p99_ms']}/{r['api_stop']['max_ms']}"),
     ("hub CPU s (% one core)", lambda r: f"{r['storm']['hub_cpu_s']} "
@@ -510,7 +522,7 @@ def print_report(summary: dict) -> None:
         if r["stop"]["jobs_left"]:
             print(f"  jobs left after the stop limit: {r['stop']['jobs_left']}")
         verdict = "met" if r["p99_goal_met"] else "NOT met"
-        print(f"  goals: 0 errors: {'met' if not r['errors'] else 'NOT met'}; API p99 < "
+        print(f"  goals: 0 errors: {'met' if not r['errors'] else 'NOT met'}; API burst p99 < "
               f"{P99_GOAL_S:g} s: {verdict}; every waiting user told why: "
               f"{'met' if r['all_waiting_told_why'] else 'NOT met'}")
 
