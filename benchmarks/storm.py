@@ -70,6 +70,7 @@ from _hubs import (
 )
 from controller_load import KINDS, LABELS
 
+from workbench.slurm import queries
 from workbench.waits import PENDING_REASONS
 
 #: the storm's job: one a100 GPU for at most 10 minutes (all cancelled at the end anyway)
@@ -313,6 +314,9 @@ def storm(hub: ThrowawayHub, kind: str, slurm, shim: CallShim, args) -> dict:
     if fits >= len(users):
         raise BenchmarkError(f"{fits} sessions fit in {SHAPE.partition} now: a storm of "
                              f"{len(users)} must ask more; raise --users")
+    # squeue --json (Slurm 22.05) lists every job slurmctld holds, finished ones for
+    # MinJobAge included: what each of our spawner's snapshots parses
+    held = len(slurm.run(queries.jobs()))
     usage = Usage(hub, shim)
     tokens = {u: hub.api.user_token(u) for u in users}
     prober = Prober(hub, tokens, args.probe_interval)
@@ -352,6 +356,7 @@ def storm(hub: ThrowawayHub, kind: str, slurm, shim: CallShim, args) -> dict:
     return {
         "users": len(users),
         "fit": fits,
+        "jobs_slurmctld_held_before": held,
         "posts_sent_within_s": round(max(sent) - min(sent), 3),
         "post_codes": dict(Counter(str(p.post_code) for p in pages)),
         "post_s": percentiles([p.post_s for p in pages if p.post_s is not None]),
@@ -471,6 +476,7 @@ ROWS = (
     ("POST codes", lambda r: _codes(r["post_codes"])),
     ("POST p50/max ms", lambda r: f"{r['post_s']['p50_ms']}/{r['post_s']['max_ms']}"),
     ("fit / ready", lambda r: f"{r['fit']} / {r['ready']}"),
+    ("jobs in squeue before", lambda r: str(r["jobs_slurmctld_held_before"])),
     ("time to ready s", lambda r: _span(r["ready_s"])),
     ("waiting / told why", lambda r: f"{r['waiting']} / {r['told_why']}"),
     ("... told position", lambda r: str(r["told_position"])),
