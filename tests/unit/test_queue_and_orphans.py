@@ -2,10 +2,17 @@
 
 from datetime import UTC, datetime, timedelta
 
+from spawners.feedback import ranked_queue
 from workbench.reconcile import find_orphans
 from workbench.slurm.models import Job, JobState, Node
 from workbench.tags import job_tag, parse_job_tag
-from workbench.waits import estimated_start, queue_position, start_sooner, waiting_message
+from workbench.waits import (
+    estimated_start,
+    queue_position,
+    queue_positions,
+    start_sooner,
+    waiting_message,
+)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -29,6 +36,27 @@ def test_position_among_pending_jobs_of_the_partition():
     jobs = [job(1, priority=200), job(2, priority=100, submitted=NOW - timedelta(hours=1)), mine,
             job(4, partition="gpu"), job(5, state=JobState.RUNNING)]
     assert queue_position(mine, jobs) == (3, 3)
+
+
+def test_all_positions_at_once_are_each_jobs_own():
+    jobs = [job(1, priority=200), job(2, priority=100, submitted=NOW - timedelta(hours=1)),
+            job(3), job(4, partition="gpu"), job(5, state=JobState.RUNNING),
+            job(6, priority=300, partition="gpu"), job(7, submitted=None)]
+    positions = queue_positions(jobs)
+    assert positions == {j.job_id: queue_position(j, jobs) for j in jobs
+                         if j.state.is_pending}
+    assert positions[3] == (3, 4) and positions[6] == (1, 2) and 5 not in positions
+    mine = jobs[2]
+    assert (waiting_message(mine, jobs, NODES, NOW, None, positions=positions)
+            == waiting_message(mine, jobs, NODES, NOW, None))
+
+
+def test_spawn_pages_rank_a_snapshot_once_and_a_new_one_again():
+    first = {j.job_id: j for j in (job(1, priority=200), job(2))}
+    assert ranked_queue(first) is ranked_queue(first)     # every page of this snapshot
+    assert ranked_queue(first)[2] == (2, 2)
+    second = {**first, 3: job(3, priority=500)}           # the next snapshot: ranked anew
+    assert ranked_queue(second)[2] == (3, 3)
 
 
 def test_estimate_only_in_the_future():

@@ -16,7 +16,7 @@ import pandas as pd
 from workbench.efficiency import Efficiency, ended_how, short_figures
 from workbench.slurm.models import Job, Node
 from workbench.tags import parse_job_tag
-from workbench.waits import END_WORDS, describe_pending, estimated_start, queue_position
+from workbench.waits import END_WORDS, describe_pending, estimated_start, queue_positions
 
 SESSION_COLUMNS = ["user", "project", "job id", "session", "partition", "node", "GPUs",
                    "state", "why waiting", "position", "estimated start", "runtime",
@@ -39,12 +39,13 @@ def sessions(jobs: Iterable[Job], activity: Mapping[str, str] | None = None,
     running session without them, nothing for waiting and batch jobs."""
     now = now or datetime.now(UTC)
     jobs = list(jobs)
+    positions = queue_positions(jobs)
     rows = []
     for j in jobs:
         if not j.state.is_active or (user and j.user != user):
             continue
         tag = parse_job_tag(j.comment)
-        pos, waiting = queue_position(j, jobs) if j.state.is_pending else (0, 0)
+        pos, waiting = positions.get(j.job_id, (0, 0))
         est = estimated_start(j, now)
         started = j.start_time if j.state.is_running and j.start_time else None
         left = ""
