@@ -31,6 +31,11 @@ from pathlib import Path
 
 c = get_config()  # noqa: F821
 settings = json.loads((Path(__file__).parent / "hub-settings.json").read_text())
+if settings.pop("_workbench_hub_sqlite", False):
+    # as workbench.hubconfig does for the hub's own SQLite file: WAL, no fsync per commit
+    from workbench.hubconfig import hub_sqlite_kwargs
+
+    c.JupyterHub.db_kwargs = hub_sqlite_kwargs()
 if settings.pop("_workbench_port_callback", False):
     # as workbench.hubconfig does: the workbench's strict port callback
     from spawners import api
@@ -79,9 +84,11 @@ def env_bin_default() -> str:
 
 def common_settings(workdir: Path, ports: HubPorts, users: list[str], token: str,
                     start_timeout: int, checkout: str = "") -> dict:
-    """What both hubs share: ports, state files, the service token, the allowed users;
-    ``checkout``: a source tree first on the jobs' PYTHONPATH (``--checkout``)."""
+    """What both hubs share: ports, state files (the SQLite file as the workbench's hub
+    keeps it: WAL, no fsync per commit), the service token, the allowed users; ``checkout``:
+    a source tree first on the jobs' PYTHONPATH (``--checkout``)."""
     settings = {
+        "_workbench_hub_sqlite": True,
         "JupyterHub": {
             "bind_url": f"http://127.0.0.1:{ports.public}",
             "hub_ip": "127.0.0.1",
