@@ -87,6 +87,11 @@ def require_root() -> None:
 
 # -- users and the account ------------------------------------------------------------------
 
+def user_names(n: int) -> list[str]:
+    """The first ``n`` benchmark users of a multi-user benchmark: wbbench001...."""
+    return [f"{USER_PREFIX}{i:03d}" for i in range(1, n + 1)]
+
+
 def _check_name(user: str) -> None:
     if not user.startswith(USER_PREFIX):
         raise BenchmarkError(f"refusing to touch {user!r}: benchmark users start with "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import secrets
 import sys
 import tempfile
 import time
@@ -41,17 +40,14 @@ from _cluster import (
     root_client,
     run_benchmark,
     slurmctld_pid,
+    user_names,
     wait_until,
 )
 from _hubs import (
-    HubPorts,
     ThrowawayHub,
     add_common_options,
-    common_settings,
     drop_workdir,
-    merge,
-    ours_settings,
-    stock_settings,
+    start_hubs,
 )
 
 KINDS = ("ours", "stock")
@@ -84,10 +80,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.window < 10:
         p.error("--window must be at least 10 s")
     return args
-
-
-def user_names(n: int) -> list[str]:
-    return [f"wbbench{i:03d}" for i in range(1, n + 1)]
 
 
 # -- sessions --------------------------------------------------------------------------------
@@ -253,24 +245,6 @@ def _cell(value, width: int) -> str:
 
 # -- setup -----------------------------------------------------------------------------------
 
-def build_hubs(workdir: Path, args, users: list[str], node_address: str, shim: CallShim
-               ) -> dict[str, ThrowawayHub]:
-    bindir = str(shim.bindir)
-    start_timeout = int(args.window + args.settle + 900)
-    hubs = {}
-    for offset, kind in ((0, "ours"), (100, "stock")):
-        ports = HubPorts.from_base(args.port_base + offset)
-        hubdir = workdir / kind
-        token = secrets.token_hex(32)
-        specific = (ours_settings(hubdir, args.env_bin, slurm_bindir=bindir) if kind == "ours"
-                    else stock_settings(args.env_bin, node_address, slurm_bindir=bindir))
-        settings = merge(common_settings(hubdir, ports, users, token, start_timeout,
-                                         args.checkout), specific)
-        hubs[kind] = ThrowawayHub(kind, hubdir, ports, settings, token, args.env_bin,
-                                  args.checkout)
-    return hubs
-
-
 def measure(args, stack: ExitStack) -> dict:
     require_root()
     slurm = root_client()
@@ -284,12 +258,9 @@ def measure(args, stack: ExitStack) -> dict:
     stack.push(lambda exc_type, _e, _tb: drop_workdir(workdir, args.keep_logs or exc_type))
     shim = CallShim(workdir)
     shim.install()
-    hubs = build_hubs(workdir, args, users, partition_address(slurm, JobShape().partition),
-                      shim)
-    for hub in hubs.values():
-        stack.callback(hub.stop)
-        hub.start()
-        print(f"{hub.name} hub up at {hub.url} (log {hub.logfile})", flush=True)
+    hubs = start_hubs(stack, workdir, args, users,
+                      partition_address(slurm, JobShape().partition),
+                      int(args.window + args.settle + 900), str(shim.bindir))
     results: dict[str, dict[int, dict]] = {k: {} for k in KINDS}
     for i, n in enumerate(args.sizes):
         for kind in (KINDS if i % 2 == 0 else KINDS[::-1]):

@@ -57,15 +57,11 @@ from _cluster import (
     wait_no_jobs,
 )
 from _hubs import (
-    HubPorts,
     ThrowawayHub,
     add_common_options,
-    common_settings,
     drop_workdir,
     log_events,
-    merge,
-    ours_settings,
-    stock_settings,
+    start_hubs,
 )
 
 from spawners.singleuser import free_port
@@ -397,21 +393,6 @@ def print_report(summary: dict) -> None:
         print(f"{name:26s} {cells}")
 
 
-def build_hubs(workdir: Path, args, node_address: str) -> dict[str, ThrowawayHub]:
-    hubs = {}
-    for offset, kind in ((0, "ours"), (100, "stock")):
-        ports = HubPorts.from_base(args.port_base + offset)
-        hubdir = workdir / kind
-        token = secrets.token_hex(32)
-        specific = (ours_settings(hubdir, args.env_bin) if kind == "ours"
-                    else stock_settings(args.env_bin, node_address))
-        settings = merge(common_settings(hubdir, ports, [USER], token, start_timeout=300,
-                                         checkout=args.checkout), specific)
-        hubs[kind] = ThrowawayHub(kind, hubdir, ports, settings, token, args.env_bin,
-                                  args.checkout)
-    return hubs
-
-
 def measure(args, stack: ExitStack) -> dict:
     require_root()
     slurm = root_client()
@@ -421,11 +402,8 @@ def measure(args, stack: ExitStack) -> dict:
     stack.callback(cleanup_jobs, slurm, [USER])  # runs last: after the hubs stopped
     workdir = Path(tempfile.mkdtemp(prefix="wb-spawn-latency-"))
     stack.push(lambda exc_type, _e, _tb: drop_workdir(workdir, args.keep_logs or exc_type))
-    hubs = build_hubs(workdir, args, partition_address(slurm, JobShape().partition))
-    for hub in hubs.values():
-        stack.callback(hub.stop)
-        hub.start()
-        print(f"{hub.name} hub up at {hub.url} (log {hub.logfile})", flush=True)
+    hubs = start_hubs(stack, workdir, args, [USER],
+                      partition_address(slurm, JobShape().partition), start_timeout=300)
     sink = PortSink(f"http://127.0.0.1:{hubs['ours'].ports.hub}/hub/api")
     stack.callback(sink.close)
     runs = run_rounds(hubs, slurm, args, workdir / "floor-jupyter-server.log", sink)

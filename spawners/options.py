@@ -5,7 +5,7 @@ validate ``user_options`` before anything is submitted."""
 from __future__ import annotations
 
 from jupyterhub.spawner import SpawnException
-from traitlets import Unicode, default
+from traitlets import Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from workbench import resources
@@ -39,6 +39,14 @@ class ClusterOptionsMixin(LoggingConfigurable):
         Example: '/etc/aifactory/allocations.yaml'.""",
     ).tag(config=True)
 
+    cluster_view_age = Float(
+        2.0, min=0.0, allow_none=True,
+        help="""Seconds of age the spawn form and the check of a start accept from the hub's
+        shared node (sinfo) and partition (scontrol) snapshots: starts at the same moment
+        share one call of each instead of one of each per start (40 starts at once: 80
+        calls). None: both asked for every start. Example: 2.0.""",
+    ).tag(config=True)
+
     @default("options_form")
     def _default_options_form(self):
         return ClusterOptionsMixin.render_options_form
@@ -63,7 +71,8 @@ class ClusterOptionsMixin(LoggingConfigurable):
 
     async def cluster_view(self) -> ClusterView:
         """Partitions, GPU types, this user's accounts and their GPU-hours, from Slurm now."""
-        return await resources.cluster_view(self.slurm, self.user.name, self.allocations())
+        return await resources.cluster_view(self.slurm, self.user.name, self.allocations(),
+                                            self.cluster_view_age)
 
     async def render_options_form(self) -> str:
         try:

@@ -101,14 +101,30 @@ def _make(url: str) -> Engine:
 
     @event.listens_for(made, "connect")
     def _wal(dbapi_conn, _record):
-        # readers never wait for a writer; a commit survives any writer's crash without an
-        # fsync each (a power cut may lose the last moments: where that matters, use
-        # PostgreSQL)
-        wait_until(lambda: _to_wal(dbapi_conn), "switching the SQLite file to WAL",
-                   SQLITE_BUSY_SECONDS)
-        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+        _write_ahead(dbapi_conn)
 
     return made
+
+
+def _write_ahead(dbapi_conn) -> None:
+    """WAL and ``synchronous=NORMAL``: readers never wait for a writer, and a commit
+    survives any writer's crash without an fsync each (a power cut may lose the last
+    moments: where that matters, use PostgreSQL)."""
+    wait_until(lambda: _to_wal(dbapi_conn), "switching the SQLite file to WAL",
+               SQLITE_BUSY_SECONDS)
+    dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+
+class WriteAheadConnection(sqlite3.Connection):
+    """A SQLite connection set up as the stores' are (:func:`_write_ahead`), for an engine
+    made elsewhere: JupyterHub's own, through ``JupyterHub.db_kwargs`` (its ``connect_args``
+    ``factory``). In SQLite's default journal a commit waits for the disk, several fsyncs;
+    in a spawn storm the hub's loop stalled up to 2.5 s in JupyterHub's own commits (six per
+    spawn) while the disk was busy (benchmarks/storm.py)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _write_ahead(self)
 
 
 def _to_wal(dbapi_conn) -> bool:

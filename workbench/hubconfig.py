@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import services, sitefile
+from . import db, services, sitefile
 from .paths import DATABASE_ENV, FactoryHome, secret_file
 from .sitefile import Auth
 
@@ -114,6 +114,14 @@ class Site:
         return services.registry(self)
 
 
+def hub_sqlite_kwargs() -> dict:
+    """``JupyterHub.db_kwargs`` for the hub's own SQLite file: WAL, commits that do not wait
+    for the disk (:class:`workbench.db.WriteAheadConnection`); JupyterHub's own
+    ``check_same_thread`` kept."""
+    return {"connect_args": {"check_same_thread": False,
+                             "factory": db.WriteAheadConnection}}
+
+
 def update_hub(c, site: Site) -> None:
     """Where the hub keeps its state, and how it listens."""
     hub = site.home.hub
@@ -121,6 +129,8 @@ def update_hub(c, site: Site) -> None:
     c.JupyterHub.hub_ip = site.hub_ip
     c.JupyterHub.hub_port = site.hub_port
     c.JupyterHub.db_url = site.database or f"sqlite:///{hub / 'jupyterhub.sqlite'}"
+    if c.JupyterHub.db_url.startswith("sqlite:///"):
+        c.JupyterHub.db_kwargs = hub_sqlite_kwargs()
     c.JupyterHub.cookie_secret_file = str(hub / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(site.home.run / "jupyterhub.pid")
     # An HPC hub must not cancel everyone's jobs when it stops; it re-adopts them on start.

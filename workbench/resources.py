@@ -33,6 +33,7 @@ from .allocations.model import Allocations
 from .slurm import SlurmClient, queries
 from .slurm.models import Association, Node, Partition
 from .slurm.parse import format_duration, parse_duration_min
+from .slurm.snapshot import shared_nodes, shared_partitions
 from .webinput import whole
 
 _log = logging.getLogger(__name__)
@@ -153,16 +154,30 @@ async def project_budgets(allocations: Allocations | None,
 
 
 async def cluster_view(slurm: SlurmClient, user_name: str,
-                       allocations: Allocations | None) -> ClusterView:
+                       allocations: Allocations | None,
+                       shared_age: float | None = None) -> ClusterView:
     """Partitions, GPU types, ``user_name``'s accounts and their GPU-hours, from Slurm now
-    (sinfo, scontrol, sacctmgr and, with ``allocations``, one sacct, all at once)."""
+    (sinfo, scontrol, sacctmgr and, with ``allocations``, one sacct, all at once).
+
+    ``shared_age``: nodes and partitions come from the process's shared snapshots
+    (:mod:`workbench.slurm.snapshot`) no older than this many seconds, so that callers at the
+    same moment (a hub's spawns in a storm of them) share one sinfo and one scontrol; None:
+    both asked now for this caller alone."""
+    if shared_age is None:
+        nodes_now, parts_now = slurm.arun(queries.nodes()), slurm.arun(queries.partitions())
+    else:
+        nodes_now = shared_nodes(slurm).get(shared_age)
+        parts_now = _partition_list(shared_partitions(slurm).get(shared_age))
     nodes, parts, assocs, budgets = await asyncio.gather(
-        slurm.arun(queries.nodes()),
-        slurm.arun(queries.partitions()),
+        nodes_now, parts_now,
         slurm.arun(queries.user_accounts(user_name)),
         project_budgets(allocations, slurm),
     )
     return ClusterView.build(nodes, parts, assocs, user_name, budgets)
+
+
+async def _partition_list(by_name) -> list[Partition]:
+    return list((await by_name).values())
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ page and (later) the support dashboard."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -54,20 +54,26 @@ def describe_pending(reason: str) -> str:
     return reason or "waiting"
 
 
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _queue_order(job: Job) -> tuple:
+    return -job.priority, job.submit_time or _NEVER, job.job_id
+
+
 def queue_positions(jobs: Iterable[Job]) -> dict[int, tuple[int, int]]:
     """Job id → (position, pending) of every pending job among the pending jobs of its
-    partition (1 = next): one sort of the queue for all of them (a view of N waiting
-    sessions asks for each)."""
+    partition (1 = next), from one sort per partition: for many waiting jobs at once (every
+    spawn page of a storm, a dashboard's table), where asking job by job sorts the queue once
+    per job."""
     by_partition: dict[str, list[Job]] = {}
     for j in jobs:
         if j.state.is_pending:
             by_partition.setdefault(j.partition, []).append(j)
     out = {}
     for pending in by_partition.values():
-        pending.sort(key=lambda j: (-j.priority,
-                                    j.submit_time or datetime.max.replace(tzinfo=UTC),
-                                    j.job_id))
-        for i, j in enumerate(pending, start=1):
+        pending.sort(key=_queue_order)
+        for i, j in enumerate(pending, 1):
             out[j.job_id] = (i, len(pending))
     return out
 
@@ -178,9 +184,12 @@ _DEFAULT = object()
 
 
 def waiting_message(job: Job, jobs: Iterable[Job], nodes: Iterable[Node] | None = None,
-                    now: datetime | None = None, allocations=_DEFAULT) -> str:
+                    now: datetime | None = None, allocations=_DEFAULT,
+                    positions: Mapping[int, tuple[int, int]] | None = None) -> str:
     """One line for the spawn page: reason, position, estimate, advice. ``allocations``: the
-    programmes (default: the current allocations file), for jobs held back by a reservation."""
+    programmes (default: the current allocations file), for jobs held back by a reservation.
+    ``positions``: :func:`queue_positions` of ``jobs``, when many messages are made from the
+    same jobs (default: ``job``'s own position, one sort of the queue)."""
     now = now or datetime.now(UTC)
     jobs = list(jobs)
     nodes = list(nodes) if nodes is not None else None
@@ -188,7 +197,8 @@ def waiting_message(job: Job, jobs: Iterable[Job], nodes: Iterable[Node] | None 
     held = reserved_wait(job, jobs, nodes or [], allocs) if nodes is not None else None
     why = held.words() if held else describe_pending(job.reason)
     parts = [f"Job {job.job_id} is waiting in partition {job.partition}: {why}."]
-    pos, total = queue_position(job, jobs)
+    pos, total = (positions.get(job.job_id, (0, 0)) if positions is not None
+                  else queue_position(job, jobs))
     if pos:
         parts.append(f"Position {pos} of {total} waiting there.")
     start = estimated_start(job, now)

@@ -2,6 +2,8 @@
 checked against (one function for the spawner and a notebook's session), the one GPU-hour
 comparison, and the torch run's node count (torch_submit and the scaler panel)."""
 
+import asyncio
+import itertools
 import logging
 from dataclasses import replace
 
@@ -33,12 +35,18 @@ programmes:
 """
 
 
+_clusters = itertools.count()  # each fake a cluster of its own
+
 class FakeSlurm:
-    """Answers the view's queries with typed rows and records what was asked."""
+    """Answers the view's queries with typed rows and records what was asked; a cluster of
+    its own (nothing shared with another test's through the process's snapshots)."""
+
+    slurm_conf = None
 
     def __init__(self, used_s: int = 3600):
         self.asked: list[str] = []
         self.used_s = used_s
+        self.bindir = f"fake-{next(_clusters)}"
 
     async def arun(self, query):
         if query == queries.nodes():
@@ -107,6 +115,18 @@ async def test_the_spawn_form_and_a_session_see_the_same_view(allocations_file):
     assert session_view.accounts == form_view.accounts
     assert session_view.budgets == form_view.budgets and form_view.budgets
     assert await _Options(FakeSlurm(), allocations_file=allocations_file).budgets()
+
+
+async def test_starts_at_the_same_moment_share_one_sinfo_and_one_scontrol():
+    slurm = FakeSlurm()
+    views = await asyncio.gather(*(_Options(slurm).cluster_view() for _ in range(40)))
+    assert all(v.partitions == views[0].partitions for v in views)
+    # one sinfo, one scontrol show partition; each user's accounts are their own
+    assert slurm.asked.count("sinfo") == 1 and slurm.asked.count("scontrol") == 1 + 40
+    alone = FakeSlurm()
+    await asyncio.gather(*(_Options(alone, cluster_view_age=None).cluster_view()
+                           for _ in range(3)))
+    assert alone.asked.count("sinfo") == 3
 
 
 # -- the one GPU-hour comparison ---------------------------------------------------------------

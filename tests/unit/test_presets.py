@@ -4,6 +4,7 @@ form's part (listed, the last used one marked; a start from one marks it used)."
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -48,13 +49,19 @@ USUAL = {"partition": "gpu", "account": "research-medai", "gpus": 2, "gpu_type":
          "cpus": 8, "memory": "32G", "runtime": "02:00:00"}
 
 
+_clusters = itertools.count()  # each fake a cluster of its own
+
 class RecordedSlurm:
     """Answers the cluster view's queries from recorded output of the local cluster
     (``sinfo --json``, ``scontrol show partition``, ``scontrol show assoc_mgr`` for bob);
-    ``used_hours`` of research-medai's 10 GPU-hours are spent (one sacct row)."""
+    ``used_hours`` of research-medai's 10 GPU-hours are spent (one sacct row). A cluster of
+    its own: nothing shared with another test's through the process's snapshots."""
+
+    slurm_conf = None
 
     def __init__(self, partitions: str = PARTITIONS, used_hours: float = 1):
         self.partitions, self.used_s = partitions, int(used_hours * 3600)
+        self.bindir = f"recorded-{next(_clusters)}"
 
     async def arun(self, query):
         if query == queries.nodes():

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+from spawners.feedback import ranked_queue
 from workbench.reconcile import find_orphans
 from workbench.slurm.models import Job, JobState, Node
 from workbench.tags import job_tag, parse_job_tag
@@ -46,6 +47,27 @@ def test_every_pending_jobs_position_at_once_is_each_ones_own_position():
     assert all(positions[j.job_id] == queue_position(j, jobs) for j in jobs
                if j.job_id in positions)
     assert queue_position(jobs[4], jobs) == (0, 3)  # a running job has no place in the queue
+
+
+def test_all_positions_at_once_are_each_jobs_own():
+    jobs = [job(1, priority=200), job(2, priority=100, submitted=NOW - timedelta(hours=1)),
+            job(3), job(4, partition="gpu"), job(5, state=JobState.RUNNING),
+            job(6, priority=300, partition="gpu"), job(7, submitted=None)]
+    positions = queue_positions(jobs)
+    assert positions == {j.job_id: queue_position(j, jobs) for j in jobs
+                         if j.state.is_pending}
+    assert positions[3] == (3, 4) and positions[6] == (1, 2) and 5 not in positions
+    mine = jobs[2]
+    assert (waiting_message(mine, jobs, NODES, NOW, None, positions=positions)
+            == waiting_message(mine, jobs, NODES, NOW, None))
+
+
+def test_spawn_pages_rank_a_snapshot_once_and_a_new_one_again():
+    first = {j.job_id: j for j in (job(1, priority=200), job(2))}
+    assert ranked_queue(first) is ranked_queue(first)     # every page of this snapshot
+    assert ranked_queue(first)[2] == (2, 2)
+    second = {**first, 3: job(3, priority=500)}           # the next snapshot: ranked anew
+    assert ranked_queue(second)[2] == (3, 3)
 
 
 def test_estimate_only_in_the_future():

@@ -94,6 +94,33 @@ def test_a_failure_is_the_answer_until_min_interval_has_passed():
     assert RUNNING in snap.read() and slurm.calls == 2
 
 
+async def test_callers_at_once_that_want_a_fresh_value_share_a_query():
+    # 40 sessions stopped at once each ask for the job list as it is now (max_age 0)
+    slurm = CountingSlurm(delay=0.05)
+    snap = JobSnapshot(slurm, max_age=1.0)
+    answers = await asyncio.gather(*(snap.get(0) for _ in range(40)))
+    # the first caller's query started before the others asked: they share the next one
+    assert slurm.calls == 2 and all(a is answers[-1] for a in answers[1:])
+    await snap.get(0)  # asked after every query so far started: a query of its own
+    assert slurm.calls == 3
+
+
+async def test_stops_at_once_share_queries_though_each_cancel_invalidates():
+    slurm = CountingSlurm(delay=0.05)
+    snap = JobSnapshot(slurm, max_age=1.0)
+
+    async def stop():
+        await snap.get(0)  # the session's workers, as the queue is now
+        snap.invalidate()  # its scancel: the next reader must see the queue after it
+
+    await asyncio.gather(*(stop() for _ in range(40)))
+    # one after another, each stop's cancel sent the next stop to a query of its own: 40
+    assert slurm.calls == 2
+    asked_after = slurm.calls
+    await snap.get(0)  # asked after the last invalidate: a query started after it
+    assert slurm.calls == asked_after + 1
+
+
 async def test_rechecks_at_once_share_one_query():
     slurm = CountingSlurm(delay=0.05)
     snap = JobSnapshot(slurm, max_age=60, min_interval=1.0)

@@ -12,6 +12,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from jupyterhub import orm
+from sqlalchemy import text
 from tornado import web
 from traitlets.config import Config
 
@@ -57,6 +59,7 @@ def test_a_site_file_makes_the_login_the_database_and_the_admins_the_sites(site_
     assert o.allow_all is False  # else JupyterHub never asks check_allowed
     assert "eduperson_entitlement" in o.scope
     assert c.JupyterHub.db_url == "postgresql+psycopg://workbench@db.example.eu/workbench"
+    assert "db_kwargs" not in c.JupyterHub  # SQLite's settings are SQLite's only
     assert c.SlurmGPUSpawner.audit_db == c.JupyterHub.db_url  # one database for all
     assert c.SlurmGPUSpawner.slurm_conf == str(site_home / "etc" / "slurm.conf")
     assert c.JupyterHub.hub_ip == "10.0.0.5"
@@ -71,6 +74,22 @@ def test_without_a_site_file_the_demo_profile_applies(tmp_path, monkeypatch):
     assert c.JupyterHub.authenticator_class == "workbench-demo"
     assert c.Authenticator.admin_users == {"admin"}
     assert c.JupyterHub.db_url == f"sqlite:///{tmp_path}/hub/jupyterhub.sqlite"
+
+
+def test_the_hubs_own_sqlite_file_commits_without_waiting_for_the_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIFACTORY_HOME", str(tmp_path))
+    c = Config()
+    hubconfig.configure(c, hubconfig.Site.from_env())
+    (tmp_path / "hub").mkdir(exist_ok=True)
+    session = orm.new_session_factory(c.JupyterHub.db_url, **c.JupyterHub.db_kwargs)()
+    pragma = {name: session.execute(text(f"PRAGMA {name}")).scalar()
+              for name in ("journal_mode", "synchronous", "foreign_keys")}
+    # WAL, no fsync per commit (synchronous=NORMAL is 1), JupyterHub's own pragma kept
+    assert pragma == {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1}
+    session.add(orm.User(name="alice"))
+    session.commit()
+    again = orm.new_session_factory(c.JupyterHub.db_url, **c.JupyterHub.db_kwargs)()
+    assert [u.name for u in again.query(orm.User)] == ["alice"]
 
 
 def test_a_wrong_site_file_stops_the_hub_with_its_line(site_home):

@@ -3,6 +3,7 @@
 The same paths run against the live cluster in tests/integration/test_cluster.py.
 """
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,18 @@ def test_job_id_and_errors():
 def test_key_values_and_tres():
     assert parse_key_values("PartitionName=gpu MaxTime=12:00:00")["MaxTime"] == "12:00:00"
     assert parse_tres("cpu=4,gres/gpu=600") == {"cpu": 4, "gres/gpu": 600}
+
+
+def test_key_values_read_quoted_values_as_shlex_does_and_plain_lines_alike():
+    # scontrol quotes nothing in -o lines as a rule; a quoted or escaped value still reads
+    # as one value (the fast path splits on whitespace only where that is the same)
+    line = 'JobId=7 Comment="hub1 bob" Reason=None Path=/a\\ b'
+    assert parse_key_values(line) == {"JobId": "7", "Comment": "hub1 bob", "Reason": "None",
+                                      "Path": "/a b"}
+    text = (FIXTURES / "scontrol-partition-22.05.txt").read_text()
+    for row in filter(None, text.splitlines()):
+        assert parse_key_values(row) == dict(t.partition("=")[::2] for t in shlex.split(row)
+                                             if "=" in t)
 
 
 def test_job_end_from_sacct():

@@ -191,9 +191,12 @@ def parse_cluster_name(text: str) -> str:
 
 
 def parse_key_values(line: str) -> dict[str, str]:
-    """One ``scontrol show ... -o`` line to a dict."""
+    """One ``scontrol show ... -o`` line to a dict. A line without quotes or backslashes
+    (nearly all) is split on whitespace, as shlex would split it but ~20 times faster: a
+    spawn reads ~10 kB of ``assoc_mgr`` lines on the hub's event loop."""
     out = {}
-    for token in shlex.split(line):
+    plain = not any(c in line for c in "\"'\\")
+    for token in line.split() if plain else shlex.split(line):
         key, sep, value = token.partition("=")
         if sep:
             out[key] = value
@@ -274,8 +277,8 @@ def parse_assoc_mgr(text: str) -> list[Association]:
     the *user* associations in it; accounts' own rows have an empty ``UserName``."""
     out = []
     for line in text.splitlines():
-        if not line.startswith("ClusterName="):
-            continue
+        if not line.startswith("ClusterName=") or " UserName= " in line:
+            continue  # not an association, or an account's own row
         kv = parse_key_values(line)
         user = kv.get("UserName", "").split("(")[0]
         if user:

@@ -94,11 +94,17 @@ class Snapshot(Generic[T]):
     async def get(self, max_age: float | None = None) -> T:
         """The value, from a query started no more than ``max_age`` seconds ago (or
         ``min_interval``, if longer) and after the last :meth:`invalidate` (Slurm errors
-        propagate)."""
+        propagate). A query started after this call (and after the last invalidate before
+        it) satisfies any ``max_age``, 0 included: callers that all want a fresh value (40
+        sessions stopped at once) share one query instead of running theirs one after
+        another, and an invalidate after this call (another session's scancel) does not
+        send this caller to the back of the line for yet another query."""
+        asked, not_before = time.monotonic(), self._not_before
         if self._cached(max_age):
             return self._value
         async with self._lock:
-            if self._cached(max_age):  # another caller refreshed it while we waited
+            # another caller refreshed it while we waited
+            if self._cached(max_age) or self._started >= max(asked, not_before):
                 return self._value
             return await self._query()
 
