@@ -112,6 +112,11 @@ class FactoryHome:
     def help_db(self) -> str:
         return self.database("help")
 
+    @property
+    def merit_db(self) -> str:
+        """Calls, proposals, reviews and the awards they led to (``hub/merit.sqlite``)."""
+        return self.database("merit")
+
     def pidfile(self, name: str) -> Path:
         return self.run / f"{name}.pid"
 

@@ -63,6 +63,16 @@ class Project:
     gpu_hours: float
     valid_from: dt.date | None = None
     valid_until: dt.date | None = None
+    #: where the grant was decided: ``file`` (the allocations file) or ``award N`` (award N
+    #: of the merit review, kept in the workbench's database: :mod:`.awards`)
+    origin: str = "file"
+    #: the catalogue's datasets the grant gives the project (an award's; the file's projects
+    #: get theirs from the catalogue's access rules)
+    datasets: tuple[str, ...] = ()
+
+    @property
+    def awarded(self) -> bool:
+        return self.origin != "file"
 
     def active(self, today: dt.date) -> bool:
         return ((self.valid_from is None or self.valid_from <= today) and
