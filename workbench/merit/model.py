@@ -24,6 +24,10 @@ PROJECT_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 #: a criterion's name
 CRITERION_RE = re.compile(r"^[a-z][a-z0-9 _-]{0,39}$")
+#: RFC 3339 date-times and dates, ASCII digits only
+MOMENT_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+                       r"(Z|[+-][0-9]{2}:[0-9]{2})$")
+DAY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 MAX_NAME, MAX_TEXT, MAX_ABSTRACT, MAX_LIST = 200, 4000, 20000, 50
 MIN_SCORE, MAX_SCORE = 1, 5
 MAX_REVIEWS = 10
@@ -241,16 +245,17 @@ def choice(body: dict, name: str, allowed) -> str:
 
 
 def moment(body: dict, name: str) -> dt.datetime:
-    """An ISO date-time (``2026-12-31T17:00:00Z``; UTC when no offset is given)."""
+    """An RFC 3339 date-time with its offset (``2026-12-31T17:00:00Z``)."""
     value = body.get(name)
     try:
-        t = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+        t = dt.datetime.fromisoformat(value) \
+            if isinstance(value, str) and MOMENT_RE.match(value) else None
     except ValueError:
         t = None
     if t is None:
         raise MeritError(400, f"{name} must be a date and time like 2026-12-31T17:00:00Z, "
                          f"not {value!r}", name)
-    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+    return t.astimezone(dt.UTC)
 
 
 def day(body: dict, name: str) -> dt.date | None:
@@ -258,7 +263,7 @@ def day(body: dict, name: str) -> dt.date | None:
     if value is None:
         return None
     try:
-        return dt.date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 \
+        return dt.date.fromisoformat(value) if isinstance(value, str) and DAY_RE.match(value) \
             else _bad_day(name, value)
     except ValueError:
         return _bad_day(name, value)
