@@ -187,13 +187,24 @@ class AccessService(Application):
         from workbench.allocations.loader import cached
         from workbench.catalogue import model as catalogue
         from workbench.enact import enact
-        from workbench.hubapi import HubClient
+        from workbench.hubapi import HubAPIError, HubClient
 
         slurm = SlurmClient(slurm_conf=self.slurm_conf or os.environ.get("SLURM_CONF") or None)
         hub = HubClient.from_env()
 
         def reviewers() -> list[str]:
-            return list((hub.get(f"groups/{REVIEWERS}") or {}).get("users") or [])
+            """The hub's reviewers group (none while the group does not exist)."""
+            try:
+                reply = hub.request("GET", f"groups/{REVIEWERS}", ok=None)
+            except HubAPIError as e:
+                raise MeritError(503, f"the hub does not answer ({e}); try again in a "
+                                 "minute") from e
+            if reply.status == 404:
+                return []
+            if reply.status != 200:
+                raise MeritError(503, f"the hub refused to list its {REVIEWERS} group: "
+                                 f"HTTP {reply.status}: {reply.message}")
+            return list((reply.data or {}).get("users") or [])
 
         def apply() -> list[str]:
             done = enact(slurm)
