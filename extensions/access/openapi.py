@@ -117,6 +117,10 @@ DOCUMENT = openapi("access", "Merit-based access: calls, proposals, peer review,
             "reason": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT,
                        "pattern": r"\S"}}, ["decision"]),
         "responses": _ok("the proposal, and what changed in Slurm")}},
+    "/api/summary": {"get": {
+        "summary": "managers: calls, proposals by state, hours from submission to decision, "
+        "awarded against offered and against each programme's share",
+        "responses": _ok("the summary")}},
     "/api/reviewer": {"put": {
         "summary": "a reviewer's organisation (she is never given its proposals)",
         "requestBody": _body({"organisation": {"type": "string", "minLength": 1,

@@ -14,6 +14,9 @@ refusal ``{"message": ..., "field": ...}`` naming the field):
   ``{"decision": "reject", "reason": ...}``: an award is applied to Slurm before the answer
   (``slurm`` in it lists what changed);
 - ``PUT api/reviewer`` ``{"organisation": ...}`` (group ``reviewers``);
+- ``GET api/summary`` (managers): calls, proposals by state, hours from submission to
+  decision, awarded against offered and against each programme's share (the manager
+  dashboard's Access page);
 - ``GET api/openapi.json``: this API as an OpenAPI 3 document (:mod:`.openapi`).
 
 Who may do what is the caller's hub groups, as the hub's OAuth gives them (``managers``,
@@ -135,6 +138,11 @@ class DecisionHandler(AccessHandler):
         self.write_json({**p.to_json(), "slurm": changes})
 
 
+class SummaryHandler(AccessHandler):
+    def get(self):
+        self.write_json(self.office.summary(self.caller))
+
+
 class ReviewerHandler(AccessHandler):
     async def put(self):
         organisation = await self.write_locked(self.office.set_organisation, self.caller,
@@ -235,6 +243,7 @@ ROUTES = [
     (r"api/proposals/([0-9]+)/conflict", ConflictHandler),
     (r"api/proposals/([0-9]+)/decision", DecisionHandler),
     (r"api/reviewer", ReviewerHandler),
+    (r"api/summary", SummaryHandler),
 ]
 
 

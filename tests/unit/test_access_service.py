@@ -92,6 +92,20 @@ def test_the_story_over_http(access):
     assert [r["reviewer"] for r in seen["reviews"]] == ["reviewer 1"]
     assert other not in str(seen)  # applicants never see reviewers' names
     assert access.office.allocations().project("carla-ai").gpu_hours == 50
+    code, summary = http(access, "GET", "api/summary", "maria")
+    assert summary["calls"][0]["awarded_gpu_hours"] == 50
+    assert summary["calls"][0]["proposals_by_state"]["awarded"] == 1
+    assert summary["decision_hours"]["decided"] == 1
+    startups = next(p for p in summary["programmes"] if p["programme"] == "startups")
+    assert startups["granted_gpu_hours"] == 550  # the file's 500 and the award's 50
+    assert http(access, "GET", "api/summary", "carla")[0] == 403
+
+
+def test_every_option_of_the_service_has_help():
+    from extensions.access.service import AccessService
+    own = AccessService.class_own_traits(config=True)
+    assert set(own) == {"db", "audit_db", "slurm_conf"}
+    assert all((t.help or "").strip() for t in own.values())
 
 
 def scenario(office, stage: str) -> int:

@@ -363,12 +363,18 @@ def test_awards_are_checked_by_the_loader_naming_the_award(tmp_path):
         load(path, check_users=False, awards=[nowhere])
 
 
-def test_the_file_in_force_includes_the_awards_and_show_marks_their_origin(
-        tmp_path, monkeypatch, no_factory_awards):
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A factory home whose allocations file in force is :data:`ALLOCATIONS`."""
     home = tmp_path / "home"
     (home / "etc").mkdir(parents=True)
     (home / "etc" / "allocations.yaml").write_text(ALLOCATIONS)
     monkeypatch.setenv("AIFACTORY_HOME", str(home))
+    return home
+
+
+def test_the_file_in_force_includes_the_awards_and_show_marks_their_origin(
+        tmp_path, home, no_factory_awards):
     from workbench.allocations.loader import cached
     assert [p.name for p in cached().projects] == ["startup-helios"]
     store = AwardStore(no_factory_awards)
@@ -386,6 +392,16 @@ def test_the_file_in_force_includes_the_awards_and_show_marks_their_origin(
     report = machine_report(allocs, NODES, [], [], dt.date(2026, 12, 6))
     assert report.as_dict()["projects"][1]["origin"] == "award 1"
     assert "carla-ai             award 1" in format_report(report)
+
+
+def test_an_unreadable_award_store_makes_the_allocations_in_force_unusable(
+        home, no_factory_awards):
+    from pathlib import Path
+
+    from workbench.allocations.loader import cached
+    Path(no_factory_awards).mkdir()  # not a database
+    with pytest.raises(AllocationError, match="the awards of merit review cannot be read"):
+        cached()
 
 
 def test_membership_gives_an_awarded_project_its_datasets(tmp_path):

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import linedyaml
 from ..linedyaml import Lined, LinedList
@@ -121,7 +122,7 @@ def current(path: Path | None = None) -> Allocations | None:
 
 def _awards_version(path: Path) -> tuple[int, int] | None:
     store = store_in_force() if _in_force(path) else None
-    return store.version() if store else None
+    return _read_awards(store.version) if store else None
 
 
 def _in_force(path: Path) -> bool:
@@ -132,7 +133,17 @@ def awards_in_force(path: Path) -> list[Award]:
     """The awards read with ``path``: the merit database's when ``path`` is the allocations
     file in force, else none."""
     store = store_in_force() if _in_force(path) else None
-    return store.awards() if store else []
+    return _read_awards(store.awards) if store else []
+
+
+def _read_awards(read):
+    """``read()`` of the award store; its database unreachable or broken: the allocations
+    are unusable (an :class:`AllocationError`), as with a file that cannot be read."""
+    try:
+        return read()
+    except SQLAlchemyError as e:
+        raise AllocationError(f"the awards of merit review cannot be read: "
+                              f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
 
 
 class _Checker:

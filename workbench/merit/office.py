@@ -527,6 +527,29 @@ class Office:
                 "requested_gpu_hours": sum(p.gpu_hours for p in props),
                 "share": self.share_left(call.programme, but=call.id)}
 
+    def summary(self, caller: Caller) -> dict:
+        """The manager dashboard's Access page: calls (offered, awarded, proposals by state),
+        proposals by state, hours from submission to decision, and each programme's share
+        (granted, held by calls, left)."""
+        self._must(caller.manager, "see the access summary", MANAGERS)
+        every = self.store.proposals()
+        allocs = self.allocs()
+        calls = []
+        for call in self.store.calls():
+            mine = [p for p in every if p.call == call.id]
+            calls.append({**self.call_json(call), "proposals_by_state": _by_state(mine),
+                          "requested_gpu_hours": sum(p.gpu_hours for p in mine
+                                                     if p.state is not State.DRAFT)})
+        waits = sorted((dt.datetime.fromisoformat(p.decided_at) -
+                        dt.datetime.fromisoformat(p.submitted_at)).total_seconds() / 3600
+                       for p in every if p.decided_at and p.submitted_at)
+        return {"calls": calls, "proposals_by_state": _by_state(every),
+                "decision_hours": {"decided": len(waits),
+                                   "median": round(waits[len(waits) // 2], 2) if waits else None,
+                                   "longest": round(waits[-1], 2) if waits else None},
+                "programmes": [self.share_left(p.name, allocs=allocs)
+                               for p in allocs.programmes if p.share]}
+
     # -- helpers -----------------------------------------------------------------------
     @staticmethod
     def _must(allowed: bool, what: str, group: str) -> None:
@@ -554,6 +577,13 @@ class Office:
 reviews_c = review_rows.c
 _ORG_RE = re.compile(r"^[a-z-]{1,40}$")
 _DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+
+
+def _by_state(props: list[Proposal]) -> dict[str, int]:
+    out = {s.value: 0 for s in State}
+    for p in props:
+        out[p.state.value] += 1
+    return out
 
 
 def _norm(organisation: str) -> str:
