@@ -17,7 +17,9 @@ refusal ``{"message": ..., "field": ...}`` naming the field):
 - ``GET api/summary`` (managers): calls, proposals by state, hours from submission to
   decision, awarded against offered and against each programme's share (the manager
   dashboard's Access page);
-- ``GET api/openapi.json``: this API as an OpenAPI 3 document (:mod:`.openapi`).
+- ``GET api/openapi.json``: this API as an OpenAPI 3 document (:mod:`.openapi`);
+- ``GET`` (the service's root): the page for applicants, reviewers and managers
+  (``templates/access.html``), over this API.
 
 Who may do what is the caller's hub groups, as the hub's OAuth gives them (``managers``,
 ``reviewers``; an admin manages too); the service only reads them.
@@ -29,12 +31,15 @@ import asyncio
 import logging
 import os
 import pwd
+from pathlib import Path
 
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from tornado import web
 from traitlets import Unicode, default
 from traitlets.config import Application
 
 from extensions.access.openapi import DOCUMENT
-from extensions.hubservice import APIHandler, OpenAPIHandler, serve
+from extensions.hubservice import APIHandler, OpenAPIHandler, PageHandler, serve
 from workbench.audit import AuditLog
 from workbench.merit import Caller, MeritError, MeritStore, Office
 from workbench.merit.office import REVIEWERS
@@ -43,6 +48,7 @@ from workbench.slurm import SlurmClient, queries
 from workbench.webinput import whole
 
 log = logging.getLogger("extensions.access")
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 class AccessHandler(APIHandler):
@@ -150,6 +156,28 @@ class ReviewerHandler(AccessHandler):
         self.write_json({"reviewer": self.user, "organisation": organisation})
 
 
+class AccessPage(PageHandler):
+    """The one page for the three roles: calls and the proposal form (everyone), my
+    proposals, the proposals to review (reviewers), opening calls and the ranking with
+    award and reject (managers). It calls the JSON API above; what it shows of each role
+    is what the API would let the caller do anyway."""
+
+    @web.authenticated
+    def get(self):
+        user = self.current_user
+        caller = Caller(user["name"], frozenset(user.get("groups") or ()),
+                        bool(user.get("admin")))
+        xsrf = self.xsrf_token
+        self.finish(self.settings["templates"].get_template("access.html").render(
+            user=user, manager=caller.manager, reviewer=caller.reviewer,
+            xsrf_token=xsrf.decode() if isinstance(xsrf, bytes) else xsrf,
+            prefix=self.settings["service_prefix"]))
+
+
+def templates() -> Environment:
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape())
+
+
 def is_user(name: str) -> bool:
     try:
         pwd.getpwnam(name)
@@ -228,11 +256,13 @@ class AccessService(Application):
     def start(self):
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
         serve(ROUTES, {"office": self.make_office(), "write_lock": asyncio.Lock(),
-                       "service_prefix": prefix, "openapi": DOCUMENT})
+                       "service_prefix": prefix, "openapi": DOCUMENT,
+                       "templates": templates()})
 
 
 ROUTES = [
     (r"api/openapi.json", OpenAPIHandler),
+    (r"", AccessPage),
     (r"api/calls", CallsHandler),
     (r"api/calls/([0-9]+)", CallHandler),
     (r"api/calls/([0-9]+)/proposals", CallProposalsHandler),

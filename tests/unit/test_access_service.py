@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from extensions.access.openapi import DOCUMENT
-from extensions.access.service import ROUTES
+from extensions.access.service import ROUTES, templates
 from tests.unit.test_fuzz_services import ThreadedService
 from tests.unit.test_hostile_input import HOSTILE_BODIES, api_routes, as_user  # noqa: F401
 from workbench import services
@@ -31,7 +31,7 @@ def access(tmp_path, as_user):  # noqa: F811 (the fixture imported above)
     def build():
         import asyncio
         return ROUTES, {"office": office, "write_lock": asyncio.Lock(), "openapi": DOCUMENT,
-                        "service_prefix": PREFIX}, PREFIX
+                        "service_prefix": PREFIX, "templates": templates()}, PREFIX
     service = ThreadedService(build)
     service.office = office
     yield service
@@ -99,6 +99,28 @@ def test_the_story_over_http(access):
     startups = next(p for p in summary["programmes"] if p["programme"] == "startups")
     assert startups["granted_gpu_hours"] == 550  # the file's 500 and the award's 50
     assert http(access, "GET", "api/summary", "carla")[0] == 403
+
+
+@pytest.mark.parametrize("user, shown, hidden", [
+    ("carla", ["calls", "proposal-form", "save-draft", "submit-proposal", "mine"],
+     ["to-review", "call-form", "ranking"]),
+    ("rita", ["calls", "to-review", "r-organisation"], ["call-form", "ranking"]),
+    ("maria", ["calls", "call-form", "open-call", "ranking", "ranking-call"], ["to-review"]),
+])
+def test_the_page_shows_each_role_its_part(access, monkeypatch, user, shown, hidden):
+    import extensions.hubservice
+    from tests.unit.test_hostile_input import GROUPS
+
+    def current_user(handler):
+        return {"name": user, "groups": GROUPS.get(user, [])}
+    monkeypatch.setattr(extensions.hubservice.PageHandler, "get_current_user", current_user)
+    reply = requests.get(access.url + "/", timeout=30)
+    assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("text/html")
+    for ident in shown:
+        assert f'id="{ident}"' in reply.text, ident
+    for ident in hidden:
+        assert f'id="{ident}"' not in reply.text, ident
+    assert f'data-user="{user}"' in reply.text
 
 
 def test_every_option_of_the_service_has_help():
