@@ -22,7 +22,9 @@ refusal ``{"message": ..., "field": ...}`` naming the field):
   (``templates/access.html``), over this API.
 
 Who may do what is the caller's hub groups, as the hub's OAuth gives them (``managers``,
-``reviewers``; an admin manages too); the service only reads them.
+``reviewers``; an admin manages too); the service only reads them. Once listening, it applies
+the allocations in force to Slurm (``workbench.enact``), so that an award Slurm could not take
+when it was decided reaches it.
 """
 
 from __future__ import annotations
@@ -40,11 +42,12 @@ from traitlets.config import Application
 
 from extensions.access.openapi import DOCUMENT
 from extensions.hubservice import APIHandler, OpenAPIHandler, PageHandler, serve
+from workbench.allocations import AllocationError
 from workbench.audit import AuditLog
 from workbench.merit import Caller, MeritError, MeritStore, Office
 from workbench.merit.office import REVIEWERS
 from workbench.paths import FactoryHome
-from workbench.slurm import SlurmClient, queries
+from workbench.slurm import SlurmClient, SlurmError, queries
 from workbench.webinput import whole
 
 log = logging.getLogger("extensions.access")
@@ -139,9 +142,9 @@ class ConflictHandler(AccessHandler):
 
 class DecisionHandler(AccessHandler):
     async def post(self, pid):
-        p, changes = await self.write_locked(self.office.decide, self.caller,
-                                             ident(pid, "proposal"), self.json_body())
-        self.write_json({**p.to_json(), "slurm": changes})
+        decided = await self.write_locked(self.office.decide, self.caller,
+                                          ident(pid, "proposal"), self.json_body())
+        self.write_json(decided.to_json())
 
 
 class SummaryHandler(AccessHandler):
@@ -255,9 +258,28 @@ class AccessService(Application):
 
     def start(self):
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-        serve(ROUTES, {"office": self.make_office(), "write_lock": asyncio.Lock(),
-                       "service_prefix": prefix, "openapi": DOCUMENT,
-                       "templates": templates()})
+        office, lock = self.make_office(), asyncio.Lock()
+        pending = set()
+
+        async def catch_up():
+            """An award Slurm could not take when it was decided is applied now (in the
+            background: the service answers meanwhile, also while Slurm does not)."""
+            try:
+                async with lock:
+                    changes = await asyncio.to_thread(office.enact)
+            except (SlurmError, AllocationError, OSError) as e:
+                log.warning("the allocations in force are not applied to Slurm: %s", e)
+                return
+            for change in changes:
+                log.info("applied at start: %s", change)
+
+        def started():
+            task = asyncio.ensure_future(catch_up())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        serve(ROUTES, {"office": office, "write_lock": lock, "service_prefix": prefix,
+                       "openapi": DOCUMENT, "templates": templates()}, started=started)
 
 
 ROUTES = [

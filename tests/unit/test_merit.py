@@ -149,9 +149,10 @@ def story(office):
                                   "comment": "solid"})
     ranking = office.ranking(maria, call.id)
     assert ranking["proposals"][0]["score"] == pytest.approx((5 * 2 + 3 + 4) / 4)
-    p, changes = office.decide(maria, p.id, {"decision": "award", "gpu_hours": 50})
+    decided = office.decide(maria, p.id, {"decision": "award", "gpu_hours": 50})
+    p = decided.proposal
     assert (p.state, p.awarded_hours) == (State.AWARDED, 50)
-    assert changes == ["added account carla-ai under startups"]
+    assert decided.changes == ["added account carla-ai under startups"]
     allocs = office.allocations()
     project = allocs.project("carla-ai")
     assert (project.programme, project.members, project.gpu_hours, project.origin,
@@ -179,6 +180,30 @@ def test_a_reviewer_is_never_given_her_own_organisation_or_team(office):
     assert [a.reviewer for a in office.store.assignments()] == ["rolf"]
 
 
+def test_a_proposal_no_reviewer_could_take_goes_to_the_next_reviewer_who_joins(office):
+    office.reviewers = lambda: []
+    _, p = submitted(office)
+    assert (p.state, office.store.assignments()) == (State.IN_REVIEW, [])
+    office.reviewers = lambda: ["rita"]
+    office.set_organisation(rita, {"organisation": "Uni Example"})
+    assert [a.reviewer for a in office.store.assignments()] == ["rita"]
+    assert office.audit.records()[-1].action == "access.review.assign"
+
+
+def test_an_award_slurm_cannot_take_now_stands_and_says_so(office):
+    from workbench.slurm import SlurmError
+    _, p = reviewed(office)
+
+    def down():
+        raise SlurmError(["sacctmgr"], 1, "", "Connection refused")
+    office.enact = down
+    decided = office.decide(maria, p.id, {"decision": "award", "gpu_hours": 50})
+    assert decided.proposal.state is State.AWARDED and decided.changes == []
+    assert "recorded, but Slurm could not be changed now" in decided.error
+    assert office.allocations().project("carla-ai")  # the next apply takes it
+    assert office.audit.records()[-1].action == "access.award.pending"
+
+
 def test_a_call_closes_by_itself_and_drafts_cannot_be_submitted_after(office):
     call = office.open_call(maria, call_body())
     p = office.new_proposal(carla, call.id, proposal_body())
@@ -201,11 +226,13 @@ def test_the_applicant_never_sees_reviewers_names_and_others_see_nothing(office)
 def test_reject_with_a_reason_and_not_eligible(office):
     call, p = reviewed(office)
     refused(lambda: office.decide(maria, p.id, {"decision": "reject"}), "reason")
-    p, changes = office.decide(maria, p.id, {"decision": "reject", "reason": "out of scope"})
-    assert (p.state, p.reason, changes) == (State.REJECTED, "out of scope", [])
+    decided = office.decide(maria, p.id, {"decision": "reject", "reason": "out of scope"})
+    assert (decided.proposal.state, decided.proposal.reason, decided.changes) == (
+        State.REJECTED, "out of scope", [])
     q = office.submit(carla, office.new_proposal(carla, call.id,
                                                  proposal_body(project="other")).id)
-    q, _ = office.decide(maria, q.id, {"decision": "not-eligible", "reason": "not a start-up"})
+    q = office.decide(maria, q.id, {"decision": "not-eligible",
+                                    "reason": "not a start-up"}).proposal
     assert q.state is State.NOT_ELIGIBLE
 
 

@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..allocations import AllocationError, Allocations
 from ..allocations.awards import Award, AwardStore
@@ -25,6 +25,7 @@ from ..allocations.guards import is_guard_name
 from ..allocations.loader import load
 from ..allocations.model import gpu_totals, machine_gpu_hours
 from ..audit import AuditLog
+from ..slurm import SlurmError
 from ..slurm.models import Node
 from .model import (
     CRITERION_RE,
@@ -67,6 +68,20 @@ _CALL_FIELDS = {"name", "programme", "gpu_type", "gpu_hours", "max_per_proposal"
 _PROPOSAL_FIELDS = {"project", "organisation", "org_type", "abstract", "gpu_hours",
                     "gpu_type", "valid_from", "valid_until", "team", "datasets"}
 _PENDING = (State.SUBMITTED, State.ELIGIBLE, State.IN_REVIEW, State.REVIEWED)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A decision: the proposal, what changed in Slurm and the datasets' access (an award),
+    and why Slurm was not changed, if it was not."""
+
+    proposal: Proposal
+    changes: list[str] = field(default_factory=list)
+    error: str = ""
+
+    def to_json(self) -> dict:
+        return {**self.proposal.to_json(), "slurm": self.changes,
+                "slurm_error": self.error or None}
 
 
 @dataclass(frozen=True)
@@ -348,16 +363,30 @@ class Office:
             self.store.assign(conn, p.id, reviewer, iso(self.clock()))
         return chosen
 
-    # -- reviews -----------------------------------------------------------------------
+    # -- reviews (a reviewer joins by declaring her organisation: the proposals waiting
+    # for a reviewer come to her then) --------------------------------------------------
     def set_organisation(self, caller: Caller, body) -> str:
         self._must(caller.reviewer, "declare a reviewer's organisation", REVIEWERS)
         body = fields(body, {"organisation"}, {"organisation"})
         organisation = text(body, "organisation")
         with self.store.transaction() as conn:
             self.store.set_organisation(conn, caller.name, organisation)
+            seated = self._top_up(conn)
         self.audit.record(caller.name, "access.reviewer.organisation", caller.name,
                           organisation=organisation)
+        for pid, reviewer in seated:
+            self.audit.record("access", "access.review.assign", f"proposal/{pid}",
+                              reviewer=reviewer)
         return organisation
+
+    def _top_up(self, conn) -> list[tuple[int, str]]:
+        """Seat reviewers on proposals in review that have fewer than their call needs (none
+        was free when they were submitted): (proposal, reviewer) for each seat given."""
+        out = []
+        for p in self.store.proposals(proposals.c.state == State.IN_REVIEW.value, conn=conn):
+            out += [(p.id, r) for r in self._assign(conn, p, self.store.call(p.call, conn),
+                                                   set())]
+        return out
 
     def conflict(self, caller: Caller, proposal_id: int, body) -> list[str]:
         body = fields(body, {"reason"})
@@ -408,9 +437,11 @@ class Office:
                              "state")
 
     # -- decisions ---------------------------------------------------------------------
-    def decide(self, caller: Caller, proposal_id: int, body) -> tuple[Proposal, list[str]]:
+    def decide(self, caller: Caller, proposal_id: int, body) -> Decided:
         """Award or reject (or find not eligible); an award is added to the allocations and
-        ``enact`` applies it to Slurm at once (what it changed is returned)."""
+        ``enact`` applies it to Slurm at once. When Slurm cannot be changed now, the award
+        stands (it is in the allocations) and the answer says so: the next ``allocations
+        apply`` (or the service's start, or the next award) applies it."""
         self._must(caller.manager, "decide on a proposal", MANAGERS)
         body = fields(body, {"decision", "gpu_hours", "valid_from", "valid_until", "reason"},
                       {"decision"})
@@ -433,11 +464,19 @@ class Office:
         self.audit.record(caller.name, f"access.decision.{decision}", f"proposal/{p.id}",
                           project=p.project, gpu_hours=p.awarded_hours, reason=p.reason)
         if p.state is not State.AWARDED:
-            return p, []
-        changes = self.enact()
+            return Decided(p)
+        try:
+            changes = self.enact()
+        except (SlurmError, AllocationError, OSError) as e:
+            log.error("award %s (%s) not applied to Slurm yet: %s", p.award, p.project, e)
+            self.audit.record(caller.name, "access.award.pending", f"proposal/{p.id}",
+                              project=p.project, error=str(e)[:500])
+            return Decided(p, error=f"The award is recorded, but Slurm could not be changed "
+                           f"now ({str(e)[:300]}); it is applied at the next `workbench "
+                           "allocations apply` or award.")
         self.audit.record(caller.name, "access.award.applied", f"proposal/{p.id}",
                           project=p.project, changes=changes)
-        return p, changes
+        return Decided(p, changes)
 
     def _award(self, caller: Caller, p: Proposal, body, allocs: Allocations,
                conn) -> Proposal:
