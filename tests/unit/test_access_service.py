@@ -5,15 +5,23 @@ a 4xx naming the field, and changes nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 import requests
+from jinja2 import ChoiceLoader, DictLoader, Environment, FileSystemLoader
+from traitlets.config import Config
 
 from extensions.access.openapi import DOCUMENT
 from extensions.access.service import ROUTES, templates
+from spawners import calls
 from tests.unit.test_fuzz_services import ThreadedService
 from tests.unit.test_hostile_input import HOSTILE_BODIES, api_routes, as_user  # noqa: F401
-from workbench import services
+from workbench import hubconfig, services
 from workbench.allocations.awards import AwardStore
+from workbench.demo.people import People
 from workbench.hubconfig import Site
 from workbench.merit import Caller
 from workbench.paths import FactoryHome
@@ -256,3 +264,37 @@ def test_the_service_is_on_the_one_recipe(tmp_path):
     ports = [s.port for s in services.registry(site) if s.port]
     assert len(ports) == len(set(ports))
     assert access.scopes == ("read:groups!group=reviewers",)
+
+
+def test_the_hubs_home_page_lists_the_open_calls_with_a_way_to_apply(tmp_path):
+    """c.JupyterHub.template_vars' open_calls reads the merit database the service writes;
+    the home page (spawners/templates/hub/home.html) lists the calls open now."""
+    site = Site(home=FactoryHome(tmp_path), slurm_conf="/site/slurm.conf", people=People(()))
+    c = Config()
+    hubconfig.update_spawner(c, site)
+    open_calls = c.JupyterHub.template_vars["open_calls"]
+    assert open_calls(None) == []  # nothing written yet: nothing shown, nothing created
+    assert not (tmp_path / "hub" / "merit.sqlite").exists()
+    office = make_office(tmp_path, site.merit_url, tmp_path / "audit.sqlite")
+    today = dt.datetime.now(dt.UTC)
+    office.clock = lambda: today
+    for name, opens in (("Now", -1), ("Later", 5)):
+        office.open_call(maria, call_body(
+            name=name, opens=(today + dt.timedelta(days=opens)).isoformat(),
+            closes=(today + dt.timedelta(days=9)).isoformat()))
+    shown = open_calls(None)
+    assert [x["name"] for x in shown] == ["Now"]
+    env = Environment(loader=ChoiceLoader([
+        DictLoader({"templates/home.html": "{% block main %}{% endblock %}"
+                                           "{% block script %}{% endblock %}"}),
+        FileSystemLoader(Path(calls.__file__).parent / "templates" / "hub")]))
+
+    def home(listed):  # its words, whitespace as a browser shows it
+        return " ".join(env.get_template("home.html").render(
+            open_calls=listed, services=[], base_url="/hub/",
+            user=SimpleNamespace(name="carla")).split())
+    html = home(shown)
+    assert 'id="wb-call-1"' in html and "<strong>Now</strong> (startups)" in html
+    assert "2000 h100 GPU-hours on offer, at most 500 per proposal" in html
+    assert 'href="/services/access/"' in html
+    assert 'id="wb-calls"' not in home([])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import Column, Date, Float, Integer, MetaData, Table, Text, func, select
 from sqlalchemy.engine import Connection
@@ -109,6 +108,4 @@ def store_in_force(home: FactoryHome | None = None) -> AwardStore | None:
     """The awards of the allocations in force: the home's merit database; None in a demo
     whose SQLite file was never made (nothing awarded yet; reading does not create it)."""
     where = (home or FactoryHome.from_env()).merit_db
-    if "://" not in where and not Path(where).exists():
-        return None
-    return AwardStore(where)
+    return AwardStore(where) if db.made(where) else None
