@@ -45,7 +45,7 @@ from extensions.hubservice import APIHandler, OpenAPIHandler, PageHandler, serve
 from workbench.allocations import AllocationError
 from workbench.audit import AuditLog
 from workbench.merit import Caller, MeritError, MeritStore, Office
-from workbench.merit.office import REVIEWERS
+from workbench.merit.ledger import REVIEWERS
 from workbench.paths import FactoryHome
 from workbench.slurm import SlurmClient, SlurmError, queries
 from workbench.webinput import whole

@@ -15,31 +15,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from ..allocations import AllocationError, Allocations
 from ..allocations.awards import Award, AwardStore
-from ..allocations.guards import is_guard_name
 from ..allocations.loader import load
-from ..allocations.model import gpu_totals, machine_gpu_hours
 from ..audit import AuditLog
 from ..slurm import SlurmError
 from ..slurm.models import Node
+from .forms import call_form, proposal_form, scores_form
+from .ledger import MANAGERS, PENDING, REVIEWERS, Caller
 from .model import (
-    CRITERION_RE,
-    MAX_ABSTRACT,
-    MAX_REVIEWS,
-    MAX_SCORE,
     MAX_TEXT,
-    MIN_SCORE,
-    ORG_TYPES,
-    PROGRAMMES,
-    PROJECT_RE,
     Call,
     CallState,
-    Criterion,
     MeritError,
     Proposal,
     Review,
@@ -48,26 +38,21 @@ from .model import (
     day,
     fields,
     iso,
-    moment,
-    names,
     now,
     number,
     text,
-    whole,
 )
 from .store import MeritStore, assignments, proposals
 from .store import reviews as review_rows
+from .views import Views
 
 log = logging.getLogger(__name__)
 
-#: the hub groups whose members manage calls and review proposals
-MANAGERS, REVIEWERS = "managers", "reviewers"
 
 _CALL_FIELDS = {"name", "programme", "gpu_type", "gpu_hours", "max_per_proposal", "opens",
                 "closes", "eligibility", "criteria", "reviews_needed"}
 _PROPOSAL_FIELDS = {"project", "organisation", "org_type", "abstract", "gpu_hours",
                     "gpu_type", "valid_from", "valid_until", "team", "datasets"}
-_PENDING = (State.SUBMITTED, State.ELIGIBLE, State.IN_REVIEW, State.REVIEWED)
 
 
 @dataclass(frozen=True)
@@ -84,23 +69,8 @@ class Decided:
                 "slurm_error": self.error or None}
 
 
-@dataclass(frozen=True)
-class Caller:
-    name: str
-    groups: frozenset[str] = frozenset()
-    admin: bool = False
-
-    @property
-    def manager(self) -> bool:
-        return self.admin or MANAGERS in self.groups
-
-    @property
-    def reviewer(self) -> bool:
-        return REVIEWERS in self.groups
-
-
 @dataclass
-class Office:
+class Office(Views):
     """The operations, over the ``store`` and the ``audit`` log.
 
     ``allocations()``: the allocations in force (the file and the awards of ``store``'s
@@ -119,91 +89,13 @@ class Office:
     enact: Callable[[], list[str]]
     clock: Callable[[], dt.datetime] = now
 
-    def allocs(self) -> Allocations:
-        """:attr:`allocations`, or a 503 while they are unusable (nothing is decided then)."""
-        try:
-            return self.allocations()
-        except AllocationError as e:
-            raise MeritError(503, f"the allocations are unusable ({e}); ask the centre's "
-                             "operators") from e
-
-    def gpus(self) -> dict[str, int]:
-        return gpu_totals(self.nodes())
-
-    # -- shares ------------------------------------------------------------------------
-    def _share(self, allocs: Allocations, programme: str) -> float:
-        prog = allocs.programme(programme)
-        if prog is None or prog.share is None or allocs.period is None:
-            return 0.0
-        machine = machine_gpu_hours(self.gpus(), allocs.period)
-        return sum(prog.share.gpu_hours(machine).values())
-
-    @staticmethod
-    def _granted(allocs: Allocations, programme: str) -> float:
-        prog = allocs.programme(programme)
-        period = allocs.period
-        return sum(p.gpu_hours for p in (prog.projects if prog else ())
-                   if period is None or period.overlaps(p.valid_from, p.valid_until))
-
-    def _awarded_in(self, call: Call, conn=None) -> float:
-        return sum(p.awarded_hours for p in self.store.of_call(call.id, conn)
-                   if p.state is State.AWARDED)
-
-    def _outstanding(self, call: Call, conn=None) -> float:
-        """What a call still holds of its programme's share: its offer less its awards, while
-        it is not closed or has proposals waiting for a decision."""
-        props = self.store.of_call(call.id, conn)
-        if call.state(self.clock()) is CallState.CLOSED and \
-                not any(p.state in _PENDING for p in props):
-            return 0.0
-        return max(0.0, call.gpu_hours - sum(p.awarded_hours for p in props
-                                             if p.state is State.AWARDED))
-
-    def share_left(self, programme: str, but: int = 0, conn=None,
-                   allocs: Allocations | None = None) -> dict:
-        """The programme's share, granted (file and awards), held by open calls (other than
-        call ``but``), and left, in GPU-hours."""
-        allocs = allocs or self.allocs()
-        share, granted = self._share(allocs, programme), self._granted(allocs, programme)
-        held = sum(self._outstanding(c, conn) for c in self.store.calls(conn)
-                   if c.programme == programme and c.id != but)
-        return {"programme": programme, "share_gpu_hours": round(share, 2),
-                "granted_gpu_hours": round(granted, 2), "held_by_calls": round(held, 2),
-                "left_gpu_hours": round(max(0.0, share - granted - held), 2)}
 
     # -- calls -------------------------------------------------------------------------
     def open_call(self, caller: Caller, body) -> Call:
         self._must(caller.manager, "open a call", MANAGERS)
-        body = fields(body, _CALL_FIELDS, _CALL_FIELDS - {"reviews_needed"})
         allocs = self.allocs()
-        programme = choice(body, "programme", PROGRAMMES)
-        if allocs.programme(programme) is None:
-            raise MeritError(400, f"programme {programme} is not in the allocations file",
-                             "programme")
-        gpu_type = text(body, "gpu_type", 20)
-        if gpu_type not in self.gpus():
-            raise MeritError(400, f"gpu_type {gpu_type!r} is not on this machine (it has "
-                             f"{', '.join(sorted(self.gpus()))})", "gpu_type")
-        hours = number(body, "gpu_hours")
-        most = number(body, "max_per_proposal")
-        if most > hours:
-            raise MeritError(400, f"max_per_proposal {most:g} is more than the call offers "
-                             f"({hours:g} GPU-hours)", "max_per_proposal")
-        opens, closes = moment(body, "opens"), moment(body, "closes")
-        if closes <= opens:
-            raise MeritError(400, "closes must be after opens", "closes")
-        if closes <= self.clock():
-            raise MeritError(400, f"closes {iso(closes)} is in the past", "closes")
-        eligibility = names(body, "eligibility", _ORG_RE)
-        bad = [e for e in eligibility if e not in ORG_TYPES]
-        if bad or not eligibility:
-            raise MeritError(400, f"eligibility must list organisation types of "
-                             f"{', '.join(ORG_TYPES)}", "eligibility")
-        criteria = _criteria(body.get("criteria"))
-        reviews_needed = whole(body, "reviews_needed", 1, MAX_REVIEWS) \
-            if "reviews_needed" in body else 2
-        call = Call(0, text(body, "name"), programme, gpu_type, hours, most, opens, closes,
-                    eligibility, criteria, reviews_needed, caller.name, iso(self.clock()))
+        call = call_form(body, allocs, self.gpus(), self.clock(), caller.name)
+        programme, hours, closes = call.programme, call.gpu_hours, call.closes
         with self.store.transaction() as conn:
             left = self.share_left(programme, conn=conn, allocs=allocs)
             if hours > left["left_gpu_hours"] + 1e-6:
@@ -218,18 +110,12 @@ class Office:
                           closes=iso(closes))
         return call
 
-    def call_json(self, call: Call) -> dict:
-        out = call.to_json(self.clock())
-        out["awarded_gpu_hours"] = self._awarded_in(call)
-        out["left_gpu_hours"] = max(0.0, call.gpu_hours - out["awarded_gpu_hours"])
-        return out
-
     # -- proposals ---------------------------------------------------------------------
     def new_proposal(self, caller: Caller, call_id: int, body) -> Proposal:
         call = self.store.call(call_id)
         self._open(call)
-        draft = self._checked(Proposal(0, call.id, caller.name, created_at=iso(self.clock())),
-                              call, body)
+        draft = proposal_form(Proposal(0, call.id, caller.name, created_at=iso(self.clock())),
+                              call, body, self.is_user, self.datasets)
         with self.store.transaction() as conn:
             draft = replace(draft, id=self.store.add_proposal(conn, draft))
         self.audit.record(caller.name, "access.proposal.draft", f"proposal/{draft.id}",
@@ -241,7 +127,7 @@ class Office:
             p = self._own_draft(caller, proposal_id, conn, "edit")
             call = self.store.call(p.call, conn)
             self._open(call)
-            p = self._checked(p, call, body)
+            p = proposal_form(p, call, body, self.is_user, self.datasets)
             self.store.save_proposal(conn, p)
         self.audit.record(caller.name, "access.proposal.edit", f"proposal/{p.id}",
                           project=p.project)
@@ -271,63 +157,6 @@ class Office:
                               reviewer=reviewer)
         return p
 
-    def _checked(self, p: Proposal, call: Call, body) -> Proposal:
-        """``p`` with the fields of ``body``, each checked as it is given (a draft may lack
-        some; :meth:`submit` requires them)."""
-        body = fields(body, _PROPOSAL_FIELDS)
-        given = {}
-        if "project" in body:
-            project = text(body, "project", 63)
-            if not PROJECT_RE.match(project) or project == "root" or is_guard_name(project):
-                raise MeritError(400, f"project {project!r} must be a valid Slurm account "
-                                 "name: lower-case letters, digits, '-' or '_', starting with "
-                                 "a letter, at most 63 (not root, guard-*, unreserved)",
-                                 "project")
-            given["project"] = project
-        if "organisation" in body:
-            given["organisation"] = text(body, "organisation")
-        if "org_type" in body:
-            org_type = choice(body, "org_type", ORG_TYPES)
-            if org_type not in call.eligibility:
-                raise MeritError(400, f"org_type {org_type} is not eligible for call "
-                                 f"{call.name} (eligible: {', '.join(call.eligibility)})",
-                                 "org_type")
-            given["org_type"] = org_type
-        if "abstract" in body:
-            given["abstract"] = text(body, "abstract", MAX_ABSTRACT)
-        if "gpu_hours" in body:
-            hours = number(body, "gpu_hours")
-            if hours > call.max_per_proposal:
-                raise MeritError(400, f"gpu_hours {hours:g} is over the call's maximum of "
-                                 f"{call.max_per_proposal:g} per proposal", "gpu_hours")
-            given["gpu_hours"] = hours
-        if "gpu_type" in body and body["gpu_type"] != call.gpu_type:
-            raise MeritError(400, f"gpu_type must be the call's, {call.gpu_type}", "gpu_type")
-        given["gpu_type"] = call.gpu_type
-        for name in ("valid_from", "valid_until"):
-            if name in body:
-                given[name] = day(body, name)
-        start = given.get("valid_from", p.valid_from)
-        end = given.get("valid_until", p.valid_until)
-        if start and end and end < start:
-            raise MeritError(400, "valid_until is before valid_from", "valid_until")
-        if "team" in body:
-            team = names(body, "team")
-            missing = [m for m in team if not self.is_user(m)]
-            if missing:
-                raise MeritError(400, f"team member {missing[0]!r} is no user of this "
-                                 "machine", "team")
-            given["team"] = tuple(m for m in team if m != p.applicant)
-        if "datasets" in body:
-            wanted = names(body, "datasets", _DATASET_RE)
-            known = set(self.datasets())
-            unknown = [d for d in wanted if d not in known]
-            if unknown:
-                raise MeritError(400, f"dataset {unknown[0]!r} is not in the catalogue",
-                                 "datasets")
-            given["datasets"] = wanted
-        return replace(p, **given)
-
     def _check_whole(self, p: Proposal, call: Call, conn) -> None:
         """What only the whole proposal can show: a project name no grant and no other
         proposal has."""
@@ -337,7 +166,7 @@ class Office:
                              "project")
         rivals = self.store.proposals(proposals.c.project == p.project,
                                       proposals.c.id != p.id, conn=conn)
-        if any(r.state in (*_PENDING, State.AWARDED) for r in rivals):
+        if any(r.state in (*PENDING, State.AWARDED) for r in rivals):
             raise MeritError(409, f"project {p.project} is the name of another proposal; "
                              "choose another", "project")
 
@@ -409,7 +238,7 @@ class Office:
             p = self.store.proposal(proposal_id, conn, lock=True)
             self._seat(caller, p, conn)
             call = self.store.call(p.call, conn)
-            scores = _scores(body.get("scores"), call)
+            scores = scores_form(body.get("scores"), call)
             review = Review(p.id, caller.name, scores,
                             text(body, "comment", MAX_TEXT, required=False), iso(self.clock()),
                             call.score(scores))
@@ -449,7 +278,7 @@ class Office:
         allocs = self.allocs()
         with self.store.transaction() as conn:
             p = self.store.proposal(proposal_id, conn, lock=True)
-            if decision == "not-eligible" and p.state in _PENDING:
+            if decision == "not-eligible" and p.state in PENDING:
                 p = replace(p, state=State.NOT_ELIGIBLE,
                             reason=text(body, "reason", MAX_TEXT))
             elif p.state is not State.REVIEWED:
@@ -513,88 +342,7 @@ class Office:
         return replace(p, state=State.AWARDED, awarded_hours=hours, award=award_id,
                        valid_from=start, valid_until=end)
 
-    # -- views -------------------------------------------------------------------------
-    def visible(self, caller: Caller, p: Proposal) -> dict:
-        """``p`` as ``caller`` may see it; 404 for anyone else. Reviews: a manager sees
-        who wrote them, a reviewer only her own, the applicant and team none of the names
-        (and only once decided)."""
-        seats = self.store.assignments(assignments.c.proposal == p.id)
-        seated = any(a.reviewer == caller.name and not a.conflict for a in seats)
-        if not (caller.manager or caller.name in p.members or seated):
-            raise MeritError(404, f"no proposal {p.id}", "proposal")
-        out = p.to_json()
-        call = self.store.call(p.call)
-        done = [replace(r, score=call.score(r.scores))
-                for r in self.store.reviews(reviews_c.proposal == p.id)]
-        if caller.manager:
-            out["reviews"] = [r.to_json() for r in done]
-            out["assignments"] = [{"reviewer": a.reviewer, "conflict": a.conflict,
-                                   "reason": a.reason} for a in seats]
-        elif seated:
-            out["reviews"] = [r.to_json() for r in done if r.reviewer == caller.name]
-        elif p.state.final:
-            out["reviews"] = [r.to_json(f"reviewer {i}") for i, r in enumerate(done, 1)]
-        out["score"] = _mean([r.score for r in done])
-        return out
-
-    def mine(self, caller: Caller) -> dict:
-        """The caller's proposals (applicant or team) and those she is to review."""
-        own = [p for p in self.store.proposals() if caller.name in p.members]
-        seats = self.store.assignments(assignments.c.reviewer == caller.name)
-        reviewed = {r.proposal for r in self.store.reviews(reviews_c.reviewer == caller.name)}
-        review = [{**self.visible(caller, self.store.proposal(a.proposal)),
-                   "reviewed": a.proposal in reviewed}
-                  for a in seats if not a.conflict]
-        return {"proposals": [p.to_json() for p in own], "to_review": review}
-
-    def ranking(self, caller: Caller, call_id: int) -> dict:
-        """A call's proposals: a manager's ranking by weighted score; anyone else her own."""
-        call = self.store.call(call_id)
-        props = [p for p in self.store.of_call(call.id) if p.state is not State.DRAFT
-                 or not caller.manager]
-        if not caller.manager:
-            return {"call": self.call_json(call),
-                    "proposals": [p.to_json() for p in props if caller.name in p.members]}
-        rows = []
-        for p in props:
-            done = self.store.reviews(reviews_c.proposal == p.id)
-            rows.append({**p.to_json(), "reviews": len(done),
-                         "score": _mean([call.score(r.scores) for r in done]),
-                         "eligible": p.state is not State.NOT_ELIGIBLE})
-        rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0), r["id"]))
-        return {"call": self.call_json(call), "proposals": rows,
-                "requested_gpu_hours": sum(p.gpu_hours for p in props),
-                "share": self.share_left(call.programme, but=call.id)}
-
-    def summary(self, caller: Caller) -> dict:
-        """The manager dashboard's Access page: calls (offered, awarded, proposals by state),
-        proposals by state, hours from submission to decision, and each programme's share
-        (granted, held by calls, left)."""
-        self._must(caller.manager, "see the access summary", MANAGERS)
-        every = self.store.proposals()
-        allocs = self.allocs()
-        calls = []
-        for call in self.store.calls():
-            mine = [p for p in every if p.call == call.id]
-            calls.append({**self.call_json(call), "proposals_by_state": _by_state(mine),
-                          "requested_gpu_hours": sum(p.gpu_hours for p in mine
-                                                     if p.state is not State.DRAFT)})
-        waits = sorted((dt.datetime.fromisoformat(p.decided_at) -
-                        dt.datetime.fromisoformat(p.submitted_at)).total_seconds() / 3600
-                       for p in every if p.decided_at and p.submitted_at)
-        return {"calls": calls, "proposals_by_state": _by_state(every),
-                "decision_hours": {"decided": len(waits),
-                                   "median": round(waits[len(waits) // 2], 2) if waits else None,
-                                   "longest": round(waits[-1], 2) if waits else None},
-                "programmes": [self.share_left(p.name, allocs=allocs)
-                               for p in allocs.programmes if p.share]}
-
     # -- helpers -----------------------------------------------------------------------
-    @staticmethod
-    def _must(allowed: bool, what: str, group: str) -> None:
-        if not allowed:
-            raise MeritError(403, f"only the hub's {group} group may {what}", "user")
-
     def _open(self, call: Call) -> None:
         state = call.state(self.clock())
         if state is not CallState.OPEN:
@@ -614,51 +362,7 @@ class Office:
 
 
 reviews_c = review_rows.c
-_ORG_RE = re.compile(r"^[a-z-]{1,40}$")
-_DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
-
-
-def _by_state(props: list[Proposal]) -> dict[str, int]:
-    out = {s.value: 0 for s in State}
-    for p in props:
-        out[p.state.value] += 1
-    return out
 
 
 def _norm(organisation: str) -> str:
     return " ".join(organisation.lower().split())
-
-
-def _mean(values: list[float]) -> float | None:
-    return round(sum(values) / len(values), 3) if values else None
-
-
-def _criteria(raw) -> tuple[Criterion, ...]:
-    usage = ("criteria must be a list of {name, weight}: names of lower-case letters, weights "
-             "> 0, e.g. [{\"name\": \"excellence\", \"weight\": 2}]")
-    if not isinstance(raw, list) or not 1 <= len(raw) <= 10:
-        raise MeritError(400, usage, "criteria")
-    out = []
-    for c in raw:
-        if not isinstance(c, dict) or set(c) != {"name", "weight"} or \
-                not isinstance(c["name"], str) or not CRITERION_RE.match(c["name"]):
-            raise MeritError(400, usage, "criteria")
-        out.append(Criterion(c["name"], number(c, "weight", 0, 100)))
-    if len({c.name for c in out}) != len(out):
-        raise MeritError(400, "criteria names must differ", "criteria")
-    return tuple(out)
-
-
-def _scores(raw, call: Call) -> dict[str, int]:
-    wanted = [c.name for c in call.criteria]
-    if not isinstance(raw, dict) or set(raw) != set(wanted):
-        raise MeritError(400, f"scores must score each criterion: {', '.join(wanted)}",
-                         "scores")
-    for name in wanted:
-        value = raw[name]
-        if isinstance(value, bool) or not isinstance(value, int) or \
-                not MIN_SCORE <= value <= MAX_SCORE:
-            raise MeritError(400, f"scores: {name} must be a whole number from {MIN_SCORE} "
-                             f"to {MAX_SCORE}, not {value!r}", "scores")
-    return {name: raw[name] for name in wanted}
-
