@@ -215,7 +215,7 @@ def test_bad_input_is_a_4xx_naming_the_field_and_changes_nothing(
     assert (code, answer.get("field")) == (status, field), answer
     assert answer["message"]
     if stage == "share-spent":  # with what is left
-        assert "programme startups's share has left: 60 GPU-hours" in answer["message"]
+        assert "the share of programme startups has left: 60 GPU-hours" in answer["message"]
     assert state(office) == before
 
 

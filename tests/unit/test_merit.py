@@ -159,6 +159,8 @@ def story(office):
             project.datasets) == ("startups", ("carla", "alice"), 50, f"award {p.award}",
                                   ("medical-imaging",))
     assert office.enacted[-1].project("carla-ai")  # enact saw it
+    assert "was decided already: awarded" in refused(lambda: office.decide(
+        maria, p.id, {"decision": "award", "gpu_hours": 50}), "state", 409)
     actions = [r.action for r in office.audit.records()]
     assert actions == ["access.call.open", "access.proposal.draft", "access.proposal.edit",
                        "access.proposal.submit", "access.proposal.eligible",
@@ -324,7 +326,7 @@ def test_a_call_or_award_over_the_programmes_share_is_refused_with_what_is_left(
     left = STARTUPS_SHARE - 500
     message = refused(lambda: office.open_call(
         maria, call_body(gpu_hours=left + 1, max_per_proposal=100)), "gpu_hours")
-    assert f"share has left: {left:g} GPU-hours" in message
+    assert f"the share of programme startups has left: {left:g} GPU-hours" in message
     office.open_call(maria, call_body(gpu_hours=left - 1000, max_per_proposal=100))
     # the first call holds its offer: a second may offer only what remains
     refused(lambda: office.open_call(maria, call_body(gpu_hours=1001)), "gpu_hours")

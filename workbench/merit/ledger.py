@@ -89,6 +89,18 @@ class Ledger:
                 "granted_gpu_hours": round(granted, 2), "held_by_calls": round(held, 2),
                 "left_gpu_hours": round(max(0.0, share - granted - held), 2)}
 
+    def within_share(self, hours: float, programme: str, but: int = 0, conn=None,
+                     allocs: Allocations | None = None) -> None:
+        """A 400 naming ``gpu_hours``, with what is left, when ``hours`` are more than
+        :meth:`share_left`."""
+        left = self.share_left(programme, but, conn, allocs)
+        if hours > left["left_gpu_hours"] + 1e-6:
+            raise MeritError(400, f"gpu_hours {hours:g} is more than the share of programme "
+                             f"{programme} has left: {left['left_gpu_hours']:g} GPU-hours "
+                             f"(share {left['share_gpu_hours']:g}, granted "
+                             f"{left['granted_gpu_hours']:g}, held by open calls "
+                             f"{left['held_by_calls']:g})", "gpu_hours")
+
     def call_json(self, call: Call) -> dict:
         out = call.to_json(self.clock())
         out["awarded_gpu_hours"] = self._awarded_in(call)

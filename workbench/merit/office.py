@@ -97,13 +97,7 @@ class Office(Views):
         call = call_form(body, allocs, self.gpus(), self.clock(), caller.name)
         programme, hours, closes = call.programme, call.gpu_hours, call.closes
         with self.store.transaction() as conn:
-            left = self.share_left(programme, conn=conn, allocs=allocs)
-            if hours > left["left_gpu_hours"] + 1e-6:
-                raise MeritError(400, f"gpu_hours {hours:g} is more than programme "
-                                 f"{programme}'s share has left: {left['left_gpu_hours']:g} "
-                                 f"GPU-hours (share {left['share_gpu_hours']:g}, granted "
-                                 f"{left['granted_gpu_hours']:g}, held by open calls "
-                                 f"{left['held_by_calls']:g})", "gpu_hours")
+            self.within_share(hours, programme, conn=conn, allocs=allocs)
             call = replace(call, id=self.store.add_call(conn, call))
         self.audit.record(caller.name, "access.call.open", f"call/{call.id}",
                           name=call.name, programme=programme, gpu_hours=hours,
@@ -281,6 +275,9 @@ class Office(Views):
             if decision == "not-eligible" and p.state in PENDING:
                 p = replace(p, state=State.NOT_ELIGIBLE,
                             reason=text(body, "reason", MAX_TEXT))
+            elif p.state.final:
+                raise MeritError(409, f"proposal {p.id} was decided already: "
+                                 f"{p.state.value}", "state")
             elif p.state is not State.REVIEWED:
                 raise MeritError(409, f"proposal {p.id} is {p.state.value}: a decision comes "
                                  "after its reviews", "state")
@@ -318,11 +315,7 @@ class Office(Views):
         if hours > call_left + 1e-6:
             raise MeritError(400, f"gpu_hours {hours:g} is more than call {call.name} has "
                              f"left: {call_left:g} GPU-hours", "gpu_hours")
-        left = self.share_left(call.programme, but=call.id, conn=conn, allocs=allocs)
-        if hours > left["left_gpu_hours"] + 1e-6:
-            raise MeritError(400, f"gpu_hours {hours:g} is more than programme "
-                             f"{call.programme}'s share has left: {left['left_gpu_hours']:g} "
-                             "GPU-hours", "gpu_hours")
+        self.within_share(hours, call.programme, but=call.id, conn=conn, allocs=allocs)
         start = day(body, "valid_from") if "valid_from" in body else p.valid_from
         end = day(body, "valid_until") if "valid_until" in body else p.valid_until
         if start and end and end < start:
