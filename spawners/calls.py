@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from workbench import db
 from workbench.merit import CallState, MeritStore
 from workbench.merit.model import iso, now
+from workbench.paths import database_made
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ def open_calls(merit_db: str) -> Callable[[object], list[dict]]:
     the calls open now (none while the database was never written, or cannot be read:
     the home page still renders)."""
     def read(user) -> list[dict]:
-        if not db.made(merit_db):
+        if not database_made(merit_db):
             return []
         try:
             calls = MeritStore(merit_db).calls()

@@ -41,12 +41,6 @@ def url_of(path_or_url: Path | str) -> str:
     return f"sqlite:///{Path(text).resolve()}"
 
 
-def made(path_or_url: Path | str) -> bool:
-    """Whether the database is there to read: a URL's is (a site's server); a SQLite file
-    only once something wrote it (reading must not create it)."""
-    return "://" in str(path_or_url) or Path(path_or_url).exists()
-
-
 def engine(url: str, metadata: MetaData | None = None,
            indexes: Iterable[Index] = ()) -> Engine:
     """The engine of ``url`` (made once per process), with ``metadata``'s tables and

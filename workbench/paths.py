@@ -124,6 +124,14 @@ class FactoryHome:
         return self.log / f"{name}.log"
 
 
+def database_made(path_or_url: Path | str) -> bool:
+    """Whether a store's database (:meth:`FactoryHome.database`) is there to read: a URL's
+    is (a site's server); a SQLite file only once something wrote it (reading must not
+    create it), and only where this process may see it (a user's own processes cannot look
+    into the hub's root-only directory). Imports nothing: asked before SQLAlchemy is."""
+    return "://" in str(path_or_url) or os.path.exists(path_or_url)
+
+
 def secret_file(path: Path, make=lambda: secrets.token_urlsafe(24)) -> str:
     """Read a root-only secret, creating it (mode 0600) on first use."""
     if path.exists():

@@ -10,7 +10,8 @@ import pytest
 
 from tests.pg import new_database, postgres_url  # noqa: F401
 from workbench.allocations import AllocationError, load, machine_report
-from workbench.allocations.awards import Award, AwardStore
+from workbench.allocations.awards import AwardStore
+from workbench.allocations.model import Award
 from workbench.allocations.show import format_report
 from workbench.audit import AuditLog
 from workbench.merit import Caller, MeritError, MeritStore, Office, State
@@ -448,3 +449,20 @@ def test_membership_gives_an_awarded_project_its_datasets(tmp_path):
                        (), AccessPolicy(projects=("research-medai",)))
     assert members.readers(dataset("medical-imaging")) == {"carla", "alice"}
     assert members.readers(dataset("climate-era5")) == set()
+
+
+def test_reading_the_allocations_imports_no_sqlalchemy_while_nothing_was_awarded(
+        tmp_path, monkeypatch):
+    """Kernels and the dashboards' kernels read the allocations (budgets); SQLAlchemy costs
+    0.4 s of their start and is imported only where an award store is there to read."""
+    from tests.unit.test_session_start import fresh
+    monkeypatch.setenv("AIFACTORY_HOME", str(tmp_path))  # a home with nothing awarded
+    monkeypatch.delenv("WORKBENCH_DATABASE_URL", raising=False)
+    got = fresh("""
+        import json, sys
+        from workbench.allocations.loader import cached
+        from workbench.paths import data_file
+        cached(data_file("cluster", "allocations.yaml"))
+        print(json.dumps({"sqlalchemy": "sqlalchemy" in sys.modules}))
+        """)
+    assert got == {"sqlalchemy": False}

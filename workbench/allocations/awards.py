@@ -10,21 +10,21 @@ share), so Slurm gets them by the one path, ``allocations apply``
 them, marked by origin.
 
 The table is ``awards`` in the merit database (:attr:`workbench.paths.FactoryHome.merit_db`:
-the site's PostgreSQL, or ``hub/merit.sqlite`` in the demo).
+the site's PostgreSQL, or ``hub/merit.sqlite`` in the demo). The values (:class:`Award`) are
+in :mod:`.model`; this module (and SQLAlchemy) is imported only where a store is there to
+read. A user's own processes (kernels, session servers) cannot read the hub's database:
+there the allocations are the file's alone, and Slurm still enforces every grant.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from dataclasses import dataclass
 
 from sqlalchemy import Column, Date, Float, Integer, MetaData, Table, Text, func, select
 from sqlalchemy.engine import Connection
 
 from .. import db
-from ..paths import FactoryHome
-from .model import Project
+from .model import Award
 
 metadata = MetaData()
 table = Table(
@@ -43,32 +43,6 @@ table = Table(
     sqlite_autoincrement=True,
 )
 _t = table.c
-
-
-@dataclass(frozen=True)
-class Award:
-    """One awarded grant (``id`` 0: not stored yet)."""
-
-    project: str
-    programme: str
-    members: tuple[str, ...]
-    gpu_hours: float
-    valid_from: dt.date | None
-    valid_until: dt.date | None
-    datasets: tuple[str, ...] = ()
-    proposal: int = 0
-    awarded_by: str = ""
-    awarded_at: str = ""
-    id: int = 0
-
-    @property
-    def origin(self) -> str:
-        return f"award {self.id}" if self.id else "award (new)"
-
-    def as_project(self) -> Project:
-        return Project(self.project, self.programme, self.members, self.gpu_hours,
-                       self.valid_from, self.valid_until, origin=self.origin,
-                       datasets=self.datasets)
 
 
 class AwardStore(db.Store):
@@ -103,9 +77,3 @@ class AwardStore(db.Store):
                                        ).one()
         return int(count), int(last)
 
-
-def store_in_force(home: FactoryHome | None = None) -> AwardStore | None:
-    """The awards of the allocations in force: the home's merit database; None in a demo
-    whose SQLite file was never made (nothing awarded yet; reading does not create it)."""
-    where = (home or FactoryHome.from_env()).merit_db
-    return AwardStore(where) if db.made(where) else None

@@ -19,15 +19,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
-from sqlalchemy.exc import SQLAlchemyError
 
 from .. import linedyaml
 from ..linedyaml import Lined, LinedList
-from ..paths import FactoryHome
+from ..paths import FactoryHome, database_made
 from ..slurm.models import Node
-from .awards import Award, store_in_force
 from .guards import MAX_RESERVING, is_guard_name
-from .model import Allocations, Period, Programme, Project, Reserve, gpu_totals
+from .model import Allocations, Award, Period, Programme, Project, Reserve, gpu_totals
 from .shares import check_shares, parse_share
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -121,8 +119,7 @@ def current(path: Path | None = None) -> Allocations | None:
 
 
 def _awards_version(path: Path) -> tuple[int, int] | None:
-    store = store_in_force() if _in_force(path) else None
-    return _read_awards(store.version) if store else None
+    return _read_awards(path, "version", None)
 
 
 def _in_force(path: Path) -> bool:
@@ -132,15 +129,23 @@ def _in_force(path: Path) -> bool:
 def awards_in_force(path: Path) -> list[Award]:
     """The awards read with ``path``: the merit database's when ``path`` is the allocations
     file in force, else none."""
-    store = store_in_force() if _in_force(path) else None
-    return _read_awards(store.awards) if store else []
+    return _read_awards(path, "awards", [])
 
 
-def _read_awards(read):
-    """``read()`` of the award store; its database unreachable or broken: the allocations
-    are unusable (an :class:`AllocationError`), as with a file that cannot be read."""
+def _read_awards(path: Path, what: str, none):
+    """The award store's ``what`` (``awards``, ``version``) when ``path`` is the file in
+    force and the store is there to read (a user's own processes cannot read the hub's
+    database: ``none`` there); its database unreachable or broken: the allocations are
+    unusable (an :class:`AllocationError`), as with a file that cannot be read. SQLAlchemy
+    is imported only here, when a store is there."""
+    if not _in_force(path) or not database_made(FactoryHome.from_env().merit_db):
+        return none
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .awards import AwardStore
+    store = AwardStore(FactoryHome.from_env().merit_db)
     try:
-        return read()
+        return getattr(store, what)()
     except SQLAlchemyError as e:
         raise AllocationError(f"the awards of merit review cannot be read: "
                               f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from e

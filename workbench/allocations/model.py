@@ -84,6 +84,32 @@ class Project:
 
 
 @dataclass(frozen=True)
+class Award:
+    """One awarded grant (``id`` 0: not stored yet)."""
+
+    project: str
+    programme: str
+    members: tuple[str, ...]
+    gpu_hours: float
+    valid_from: dt.date | None
+    valid_until: dt.date | None
+    datasets: tuple[str, ...] = ()
+    proposal: int = 0
+    awarded_by: str = ""
+    awarded_at: str = ""
+    id: int = 0
+
+    @property
+    def origin(self) -> str:
+        return f"award {self.id}" if self.id else "award (new)"
+
+    def as_project(self) -> Project:
+        return Project(self.project, self.programme, self.members, self.gpu_hours,
+                       self.valid_from, self.valid_until, origin=self.origin,
+                       datasets=self.datasets)
+
+
+@dataclass(frozen=True)
 class Reserve:
     gpu_type: str
     count: int

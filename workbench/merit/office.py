@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from ..allocations import AllocationError, Allocations
-from ..allocations.awards import Award, AwardStore
+from ..allocations.awards import AwardStore
 from ..allocations.loader import load
+from ..allocations.model import Award
 from ..audit import AuditLog
 from ..slurm import SlurmError
 from ..slurm.models import Node
