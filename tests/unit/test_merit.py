@@ -11,7 +11,7 @@ import pytest
 from tests.pg import new_database, postgres_url  # noqa: F401
 from workbench.allocations import AllocationError, load, machine_report
 from workbench.allocations.awards import AwardStore
-from workbench.allocations.model import Award
+from workbench.allocations.model import Award, Project
 from workbench.allocations.show import format_report
 from workbench.audit import AuditLog
 from workbench.merit import Caller, MeritError, MeritStore, Office, State
@@ -379,16 +379,15 @@ def test_only_managers_open_calls_and_decide_and_only_reviewers_declare(office):
 def test_awards_are_checked_by_the_loader_naming_the_award(tmp_path):
     path = tmp_path / "allocations.yaml"
     path.write_text(ALLOCATIONS)
-    twice = Award("startup-helios", "startups", ("carla",), 10, None, None, proposal=4, id=2)
+    twice = Award(Project("startup-helios", "startups", ("carla",), 10), proposal=4, id=2)
     with pytest.raises(AllocationError, match=r"^award 2 \(proposal 4\): project of startups "
                        "name 'startup-helios' is used twice"):
         load(path, check_users=False, awards=[twice])
-    big = Award("carla-ai", "startups", ("carla",), STARTUPS_SHARE, None, None, proposal=5,
-                id=3)
+    big = Award(Project("carla-ai", "startups", ("carla",), STARTUPS_SHARE), proposal=5, id=3)
     with pytest.raises(AllocationError, match=r"^award 3 \(proposal 5\): project carla-ai: "
                        "the grants of programme startups add up"):
         load(path, check_users=False, nodes=NODES, awards=[big])
-    nowhere = Award("x-ai", "space", ("carla",), 1, None, None, proposal=6, id=4)
+    nowhere = Award(Project("x-ai", "space", ("carla",), 1), proposal=6, id=4)
     with pytest.raises(AllocationError, match="programme 'space' is not in the allocations"):
         load(path, check_users=False, awards=[nowhere])
 
@@ -409,9 +408,9 @@ def test_the_file_in_force_includes_the_awards_and_show_marks_their_origin(
     assert [p.name for p in cached().projects] == ["startup-helios"]
     store = AwardStore(no_factory_awards)
     with store.engine.begin() as conn:
-        AwardStore.insert(conn, Award("carla-ai", "startups", ("carla",), 50,
-                                      dt.date(2026, 12, 1), None, ("medical-imaging",), 1,
-                                      "maria", "2026-12-05T12:00:00+00:00"))
+        AwardStore.insert(conn, Award(
+            Project("carla-ai", "startups", ("carla",), 50, dt.date(2026, 12, 1),
+                    datasets=("medical-imaging",)), 1, "maria", "2026-12-05T12:00:00+00:00"))
     allocs = cached()  # read again at once: the awards changed
     assert [(p.name, p.origin) for p in allocs.projects] == [
         ("startup-helios", "file"), ("carla-ai", "award 1")]
@@ -440,8 +439,8 @@ def test_membership_gives_an_awarded_project_its_datasets(tmp_path):
     path = tmp_path / "allocations.yaml"
     path.write_text(ALLOCATIONS)
     allocs = load(path, check_users=False, awards=[Award(
-        "carla-ai", "startups", ("carla", "alice"), 50, None, None, ("medical-imaging",), 1,
-        id=1)])
+        Project("carla-ai", "startups", ("carla", "alice"), 50,
+                datasets=("medical-imaging",)), 1, id=1)])
     members = Membership.from_allocations(allocs)
 
     def dataset(ident):

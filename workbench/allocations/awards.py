@@ -24,7 +24,7 @@ from sqlalchemy import Column, Date, Float, Integer, MetaData, Table, Text, func
 from sqlalchemy.engine import Connection
 
 from .. import db
-from .model import Award
+from .model import Award, Project
 
 metadata = MetaData()
 table = Table(
@@ -54,20 +54,21 @@ class AwardStore(db.Store):
     @staticmethod
     def insert(conn: Connection, award: Award) -> int:
         """Add ``award`` in ``conn``'s transaction; its id."""
+        g = award.grant
         result = conn.execute(table.insert().values(
-            project=award.project, programme=award.programme,
-            members=json.dumps(list(award.members)), gpu_hours=award.gpu_hours,
-            valid_from=award.valid_from, valid_until=award.valid_until,
-            datasets=json.dumps(list(award.datasets)), proposal=award.proposal,
+            project=g.name, programme=g.programme, members=json.dumps(list(g.members)),
+            gpu_hours=g.gpu_hours, valid_from=g.valid_from, valid_until=g.valid_until,
+            datasets=json.dumps(list(g.datasets)), proposal=award.proposal,
             awarded_by=award.awarded_by, awarded_at=award.awarded_at))
         return int(result.inserted_primary_key[0])
 
     def awards(self) -> list[Award]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(table).order_by(_t.id)).all()
-        return [Award(r.project, r.programme, tuple(json.loads(r.members)), r.gpu_hours,
-                      r.valid_from, r.valid_until, tuple(json.loads(r.datasets)), r.proposal,
-                      r.awarded_by, r.awarded_at, r.id) for r in rows]
+        return [Award(Project(r.project, r.programme, tuple(json.loads(r.members)),
+                              r.gpu_hours, r.valid_from, r.valid_until,
+                              datasets=tuple(json.loads(r.datasets))),
+                      r.proposal, r.awarded_by, r.awarded_at, r.id) for r in rows]
 
     def version(self) -> tuple[int, int]:
         """How many awards there are and the latest id: a reader's copy is current while

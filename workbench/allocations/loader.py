@@ -326,23 +326,23 @@ def _with_awards(c: _Checker, programmes: list[Programme], awards: list[Award], 
     names = {p.name for p in programmes}
     extra: dict[str, list[Project]] = {}
     for award in awards:
-        if award.programme not in names:
-            c.fail(award, "programme", f"project {award.project}: programme "
-                   f"{award.programme!r} is not in the allocations file "
-                   f"({', '.join(sorted(names))})")
-        _check_name(c, award, award.project, seen, f"project of {award.programme}")
-        if not 0 <= award.gpu_hours < math.inf:
-            c.fail(award, "gpu_hours", f"project {award.project}: gpu_hours must be a number "
-                   f">= 0, not {award.gpu_hours!r}")
-        for m in award.members:
+        g = award.as_project()
+        if g.programme not in names:
+            c.fail(award, "programme", f"project {g.name}: programme {g.programme!r} is not "
+                   f"in the allocations file ({', '.join(sorted(names))})")
+        _check_name(c, award, g.name, seen, f"project of {g.programme}")
+        if not 0 <= g.gpu_hours < math.inf:
+            c.fail(award, "gpu_hours", f"project {g.name}: gpu_hours must be a number >= 0, "
+                   f"not {g.gpu_hours!r}")
+        for m in g.members:
             if check_users and not _is_user(m):
-                c.fail(award, "members", f"project {award.project}: member {m!r} is no user "
-                       "of this machine")
-        if award.valid_from and award.valid_until and award.valid_until < award.valid_from:
-            c.fail(award, "valid_until", f"project {award.project}: valid_until is before "
+                c.fail(award, "members", f"project {g.name}: member {m!r} is no user of "
+                       "this machine")
+        if g.valid_from and g.valid_until and g.valid_until < g.valid_from:
+            c.fail(award, "valid_until", f"project {g.name}: valid_until is before "
                    "valid_from")
-        extra.setdefault(award.programme, []).append(award.as_project())
-        grant_lines[award.project] = (award, "gpu_hours")
+        extra.setdefault(g.programme, []).append(g)
+        grant_lines[g.name] = (award, "gpu_hours")
     return [dataclasses.replace(p, projects=(*p.projects, *extra.get(p.name, ())))
             for p in programmes]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..slurm.models import Node
@@ -85,15 +85,10 @@ class Project:
 
 @dataclass(frozen=True)
 class Award:
-    """One awarded grant (``id`` 0: not stored yet)."""
+    """One awarded grant: the project as granted (its ``origin`` set when read back), the
+    proposal it was awarded to, who decided and when; ``id`` 0: not stored yet."""
 
-    project: str
-    programme: str
-    members: tuple[str, ...]
-    gpu_hours: float
-    valid_from: dt.date | None
-    valid_until: dt.date | None
-    datasets: tuple[str, ...] = ()
+    grant: Project
     proposal: int = 0
     awarded_by: str = ""
     awarded_at: str = ""
@@ -104,9 +99,7 @@ class Award:
         return f"award {self.id}" if self.id else "award (new)"
 
     def as_project(self) -> Project:
-        return Project(self.project, self.programme, self.members, self.gpu_hours,
-                       self.valid_from, self.valid_until, origin=self.origin,
-                       datasets=self.datasets)
+        return replace(self.grant, origin=self.origin)
 
 
 @dataclass(frozen=True)

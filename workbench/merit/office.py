@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from ..allocations import AllocationError, Allocations
 from ..allocations.awards import AwardStore
 from ..allocations.loader import load
-from ..allocations.model import Award
+from ..allocations.model import Award, Project
 from ..audit import AuditLog
 from ..slurm import SlurmError
 from ..slurm.models import Node
@@ -325,8 +325,8 @@ class Office(Views):
         if missing:
             raise MeritError(400, f"{missing[0]} has no account on this machine: a project's "
                              "members must have one", "team")
-        award = Award(p.project, call.programme, p.members, hours, start, end, p.datasets,
-                      p.id, caller.name, iso(self.clock()))
+        award = Award(Project(p.project, call.programme, p.members, hours, start, end,
+                              datasets=p.datasets), p.id, caller.name, iso(self.clock()))
         try:  # the loader's own checks, with the new award beside those in force
             load(allocs.path, check_users=False, nodes=self.nodes(),
                  awards=[*AwardStore(self.store.path).awards(), award])
