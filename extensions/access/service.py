@@ -251,7 +251,8 @@ class AccessService(Application):
                 log.warning("datasets' access not updated: %s", done.data_error)
             return [*done.slurm, *done.data]
 
-        return Office(MeritStore(self.db), AuditLog(self.audit_db), allocations=cached,
+        return Office(store=MeritStore(self.db), audit=AuditLog(self.audit_db),
+                      allocations=cached,
                       nodes=lambda: slurm.run(queries.nodes()), is_user=is_user,
                       datasets=lambda: catalogue.load().ids, reviewers=reviewers,
                       enact=apply)

@@ -298,3 +298,42 @@ def test_the_hubs_home_page_lists_the_open_calls_with_a_way_to_apply(tmp_path):
     assert "2000 h100 GPU-hours on offer, at most 500 per proposal" in html
     assert 'href="/services/access/"' in html
     assert 'id="wb-calls"' not in home([])
+
+
+def test_the_manager_dashboard_shows_calls_and_shares(tmp_path, monkeypatch):
+    """The managers' dashboard's Access part: each call (offered, awarded, left, requested,
+    proposals by state), each programme's share (granted with awards, held by calls, left),
+    and how long decisions took; read from the merit database."""
+    import time
+
+    import pandas as pd
+
+    from extensions.dashboards.manager import ManagerDashboard
+    from tests.unit.test_dashboards_parts import RecordedSource
+    from tests.unit.test_merit import reviewed
+    from workbench.dashboards.cache import Cached
+
+    office = make_office(tmp_path, str(tmp_path / "merit.sqlite"), tmp_path / "audit.sqlite")
+    _, p = reviewed(office)
+    office.decide(maria, p.id, {"decision": "award", "gpu_hours": 50})
+
+    class Source(RecordedSource):
+        def allocations(self):
+            return office.allocations()
+
+    source = Source(tmp_path / "cache")
+    source.settings.merit_db = office.store.path
+    monkeypatch.setattr(source.history, "table", lambda *a, **k: Cached(source.jobs, time.time()))
+    monkeypatch.setattr(source.history, "covered_from",
+                        lambda: pd.Timestamp("2026-01-01", tz="UTC"))
+    dashboard = ManagerDashboard(source)
+    row = dashboard.calls.value.iloc[0]
+    assert (row["call"], row["GPU-hours offered"], row["GPU-hours awarded"],
+            row["GPU-hours left"], row["awarded"]) == ("Start-ups 2026-Q4", 2000, 50, 1950, 1)
+    assert "1 proposals decided" in dashboard.calls.message
+    shares = dashboard.shares.value.set_index("programme")
+    assert shares.loc["startups", "granted GPU-hours (file and awards)"] == 550
+    assert shares.loc["startups", "held by open calls"] == 1950  # still open: what is left
+    assert shares.loc["startups", "left GPU-hours"] == pytest.approx(STARTUPS_SHARE - 2500)
+    budgets = dashboard.budgets.value  # the recorded budgets: the file's, marked so
+    assert budgets["origin"].tolist() == ["file"]

@@ -63,7 +63,7 @@ def make_office(tmp_path, db: str, audit: str) -> Office:
         enacted.append(load(path, check_users=False, awards=AwardStore(db).awards()))
         return ["added account carla-ai under startups"]
 
-    o = Office(MeritStore(db), AuditLog(audit),
+    o = Office(store=MeritStore(db), audit=AuditLog(audit),
                allocations=lambda: load(path, check_users=False, nodes=NODES,
                                         awards=AwardStore(db).awards()),
                nodes=lambda: NODES, is_user=USERS.__contains__,

@@ -13,7 +13,6 @@ them. Every refusal is a :class:`~.model.MeritError` naming the field, and chang
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -24,7 +23,6 @@ from ..allocations.loader import load
 from ..allocations.model import Award, Project
 from ..audit import AuditLog
 from ..slurm import SlurmError
-from ..slurm.models import Node
 from .forms import call_form, proposal_form, scores_form
 from .ledger import MANAGERS, PENDING, REVIEWERS, Caller
 from .model import (
@@ -39,13 +37,12 @@ from .model import (
     day,
     fields,
     iso,
-    now,
     number,
     text,
 )
-from .store import MeritStore, assignments, proposals
+from .store import assignments, proposals
 from .store import reviews as review_rows
-from .views import Views
+from .views import Reader
 
 log = logging.getLogger(__name__)
 
@@ -70,26 +67,21 @@ class Decided:
                 "slurm_error": self.error or None}
 
 
-@dataclass
-class Office(Views):
-    """The operations, over the ``store`` and the ``audit`` log.
+@dataclass(kw_only=True)
+class Office(Reader):
+    """The operations, over the ``store`` and the ``audit`` log (and :class:`~.views.Reader`'s
+    ``allocations``, ``nodes`` and ``clock``).
 
-    ``allocations()``: the allocations in force (the file and the awards of ``store``'s
-    database); ``nodes()``: the machine's nodes (Slurm's); ``is_user(name)``: a user of the machine;
-    ``datasets()``: the catalogue's dataset ids; ``reviewers()``: the members of the hub's
-    reviewers group; ``enact()``: make Slurm and the datasets' access match the allocations
-    in force (after an award; returns what it changed)."""
+    ``is_user(name)``: a user of the machine; ``datasets()``: the catalogue's dataset ids;
+    ``reviewers()``: the members of the hub's reviewers group; ``enact()``: make Slurm and
+    the datasets' access match the allocations in force (after an award; returns what it
+    changed)."""
 
-    store: MeritStore
     audit: AuditLog
-    allocations: Callable[[], Allocations]
-    nodes: Callable[[], list[Node]]
     is_user: Callable[[str], bool]
     datasets: Callable[[], Iterable[str]]
     reviewers: Callable[[], Iterable[str]]
     enact: Callable[[], list[str]]
-    clock: Callable[[], dt.datetime] = now
-
 
     # -- calls -------------------------------------------------------------------------
     def open_call(self, caller: Caller, body) -> Call:

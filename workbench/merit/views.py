@@ -5,11 +5,14 @@ manager dashboard's summary. :class:`Views` is a base of :class:`~.office.Office
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
+from ..allocations import Allocations
+from ..slurm.models import Node
 from .ledger import MANAGERS, Caller, Ledger
-from .model import MeritError, Proposal, State
-from .store import assignments
+from .model import MeritError, Proposal, State, now
+from .store import MeritStore, assignments
 from .store import reviews as review_rows
 
 reviews_c = review_rows.c
@@ -69,10 +72,14 @@ class Views(Ledger):
                 "share": self.share_left(call.programme, but=call.id)}
 
     def summary(self, caller: Caller) -> dict:
+        """:meth:`report`, for managers."""
+        self._must(caller.manager, "see the access summary", MANAGERS)
+        return self.report()
+
+    def report(self) -> dict:
         """The manager dashboard's Access page: calls (offered, awarded, proposals by state),
         proposals by state, hours from submission to decision, and each programme's share
         (granted, held by calls, left)."""
-        self._must(caller.manager, "see the access summary", MANAGERS)
         every = self.store.proposals()
         allocs = self.allocs()
         calls = []
@@ -90,6 +97,17 @@ class Views(Ledger):
                                    "longest": round(waits[-1], 2) if waits else None},
                 "programmes": [self.share_left(p.name, allocs=allocs)
                                for p in allocs.programmes if p.share]}
+
+
+@dataclass(kw_only=True)
+class Reader(Views):
+    """The views over ``store``: what the dashboards read (no step is taken here).
+    ``allocations()``: the allocations in force; ``nodes()``: the machine's nodes."""
+
+    store: MeritStore
+    allocations: Callable[[], Allocations]
+    nodes: Callable[[], list[Node]]
+    clock: Callable[[], dt.datetime] = field(default=now)
 
 
 def _by_state(props: list[Proposal]) -> dict[str, int]:
