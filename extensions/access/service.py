@@ -47,11 +47,14 @@ from workbench.audit import AuditLog
 from workbench.merit import Caller, MeritError, MeritStore, Office
 from workbench.merit.ledger import REVIEWERS
 from workbench.paths import FactoryHome
-from workbench.slurm import SlurmClient, SlurmError, queries
+from workbench.slurm import SlurmClient, SlurmError
+from workbench.slurm.snapshot import NodeSnapshot
 from workbench.webinput import whole
 
 log = logging.getLogger("extensions.access")
 TEMPLATES = Path(__file__).parent / "templates"
+#: how old the machine's nodes (its GPUs, which the programmes' shares are of) may be, in s
+NODES_MAX_AGE_S = 30.0
 
 
 class AccessHandler(APIHandler):
@@ -229,6 +232,8 @@ class AccessService(Application):
         from workbench.hubapi import HubAPIError, HubClient
 
         slurm = SlurmClient(slurm_conf=self.slurm_conf or os.environ.get("SLURM_CONF") or None)
+        # the machine's GPUs, for the shares: one sinfo per half minute at most
+        nodes = NodeSnapshot(slurm, max_age=NODES_MAX_AGE_S)
         hub = HubClient.from_env()
 
         def reviewers() -> list[str]:
@@ -253,7 +258,7 @@ class AccessService(Application):
 
         return Office(store=MeritStore(self.db), audit=AuditLog(self.audit_db),
                       allocations=cached,
-                      nodes=lambda: slurm.run(queries.nodes()), is_user=is_user,
+                      nodes=nodes.read, is_user=is_user,
                       datasets=lambda: catalogue.load().ids, reviewers=reviewers,
                       enact=apply)
 
