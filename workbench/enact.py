@@ -9,10 +9,13 @@ second run changes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .allocations import Allocations, apply_plan, load, plan
+from .allocations.loader import IN_FORCE
+from .allocations.model import Award
 from .slurm import SlurmClient, queries
 
 log = logging.getLogger(__name__)
@@ -29,10 +32,12 @@ class Enacted:
     data_error: str = ""
 
 
-def load_in_force(slurm: SlurmClient, path: Path | None = None) -> Allocations:
-    """The allocations (``path``, default the file in force, with its awards), checked
-    against the live nodes; raises :class:`~workbench.allocations.AllocationError`."""
-    return load(path, nodes=slurm.run(queries.nodes()))
+def load_in_force(slurm: SlurmClient, path: Path | None = None,
+                  awards: Iterable[Award] | None = IN_FORCE) -> Allocations:
+    """The allocations (``path``, default the file in force, with its awards; or with
+    ``awards``), checked against the live nodes; raises
+    :class:`~workbench.allocations.AllocationError`."""
+    return load(path, nodes=slurm.run(queries.nodes()), awards=awards)
 
 
 def data_access(allocs: Allocations, dry_run: bool) -> tuple[list[str], str]:
@@ -50,10 +55,11 @@ def data_access(allocs: Allocations, dry_run: bool) -> tuple[list[str], str]:
 
 
 def enact(slurm: SlurmClient, path: Path | None = None, cluster: str | None = None,
-          dry_run: bool = False) -> Enacted:
-    """Load the allocations in force (raising their ``AllocationError`` before anything is
-    changed), then make Slurm and the datasets' access match them."""
-    allocs = load_in_force(slurm, path)
+          dry_run: bool = False, awards: Iterable[Award] | None = IN_FORCE) -> Enacted:
+    """Load the allocations in force (``awards``: in place of the awards in force; raising
+    their ``AllocationError`` before anything is changed), then make Slurm and the
+    datasets' access match them."""
+    allocs = load_in_force(slurm, path, awards)
     changes = plan(allocs, slurm, cluster or slurm.run(queries.cluster_name()))
     data, error = data_access(allocs, dry_run)
     if not dry_run:
