@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .allocations import Allocations, apply_plan, load, plan
-from .allocations.loader import IN_FORCE
+from .allocations.loader import IN_FORCE, awards_in_force, default_path
 from .allocations.model import Award
 from .slurm import SlurmClient, queries
 
@@ -34,9 +34,12 @@ class Enacted:
 
 def load_in_force(slurm: SlurmClient, path: Path | None = None,
                   awards: Iterable[Award] | None = IN_FORCE) -> Allocations:
-    """The allocations (``path``, default the file in force, with its awards; or with
-    ``awards``), checked against the live nodes; raises
-    :class:`~workbench.allocations.AllocationError`."""
+    """The allocations file ``path`` (default: the one in force) with the factory's awards
+    (or ``awards``), checked against the live nodes; raises
+    :class:`~workbench.allocations.AllocationError`. The awards come with any file: applying
+    a site's new file keeps the awarded projects (one whose programme it lacks is refused)."""
+    if awards is IN_FORCE:
+        awards = awards_in_force(default_path())
     return load(path, nodes=slurm.run(queries.nodes()), awards=awards)
 
 
@@ -56,9 +59,8 @@ def data_access(allocs: Allocations, dry_run: bool) -> tuple[list[str], str]:
 
 def enact(slurm: SlurmClient, path: Path | None = None, cluster: str | None = None,
           dry_run: bool = False, awards: Iterable[Award] | None = IN_FORCE) -> Enacted:
-    """Load the allocations in force (``awards``: in place of the awards in force; raising
-    their ``AllocationError`` before anything is changed), then make Slurm and the
-    datasets' access match them."""
+    """Load the allocations (:func:`load_in_force`; raising their ``AllocationError`` before
+    anything is changed), then make Slurm and the datasets' access match them."""
     allocs = load_in_force(slurm, path, awards)
     changes = plan(allocs, slurm, cluster or slurm.run(queries.cluster_name()))
     data, error = data_access(allocs, dry_run)

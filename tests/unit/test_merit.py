@@ -465,3 +465,27 @@ def test_reading_the_allocations_imports_no_sqlalchemy_while_nothing_was_awarded
         print(json.dumps({"sqlalchemy": "sqlalchemy" in sys.modules}))
         """)
     assert got == {"sqlalchemy": False}
+
+
+def test_the_factorys_awards_come_with_any_file_it_applies(tmp_path, home, no_factory_awards,
+                                                           monkeypatch):
+    """``workbench allocations apply FILE``: a site's new file keeps the awarded projects
+    (their Slurm accounts and their datasets' groups would go otherwise)."""
+    from workbench.allocations import loader
+    from workbench.enact import load_in_force
+    monkeypatch.setattr(loader, "_is_user", USERS.__contains__)  # this machine's users
+    with AwardStore(no_factory_awards).engine.begin() as conn:
+        AwardStore.insert(conn, Award(Project("carla-ai", "startups", ("carla",), 50), 1,
+                                      "maria", "2026-12-05T12:00:00+00:00"))
+    other = tmp_path / "new.yaml"
+    other.write_text(ALLOCATIONS.replace("gpu_hours: 500", "gpu_hours: 600"))
+
+    class Slurm:
+        def run(self, query):
+            return NODES
+    allocs = load_in_force(Slurm(), other)
+    assert allocs.project("startup-helios").gpu_hours == 600
+    assert allocs.project("carla-ai").origin == "award 1"
+    other.write_text(ALLOCATIONS.replace("  startups:", "  start-ups:"))
+    with pytest.raises(AllocationError, match="programme 'startups' is not in the allocations"):
+        load_in_force(Slurm(), other)
