@@ -66,7 +66,7 @@ class WorkbenchOIDCAuthenticator(_Admission, GenericOAuthenticator):
                      "Example: 'https://login.example.eu/'.")
     group_map = Unicode("{}", config=True,
                         help="JSON object: value of the groups claim -> hub group (support, "
-                        "managers, admins). Example: "
+                        "managers, reviewers, admins). Example: "
                         "'{\"urn:geant:example.eu:group:aifactory:support\": \"support\"}'.")
     groups_claim = Unicode("groups", config=True,
                            help="The userinfo claim listing the login's groups "
@@ -147,7 +147,8 @@ class WorkbenchPAMAuthenticator(_Admission, PAMAuthenticator):
 
 
 def unix_hub_groups(user: str) -> list[str]:
-    """The hub groups (support, managers, admins) among ``user``'s Unix groups."""
+    """The hub groups (support, managers, reviewers, admins) among ``user``'s Unix
+    groups."""
     try:
         gid = pwd.getpwnam(user).pw_gid
     except KeyError:

@@ -2,8 +2,9 @@
 
 A login names a Unix user (the jobs run as it). It is let in when that user exists and either
 the site lets every such user in (``allow: everyone``), or the login is staff (its groups
-give a hub group: support, managers, admins), or the user is a member of a project in the
-allocations file. Otherwise the reason, in words the person can act on.
+give a hub group: support, managers, reviewers, admins), or the user is a member of a project
+in the allocations file (its awards included). Otherwise the reason, in words the person can
+act on.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 from .allocations import AllocationError
 
-STAFF_GROUPS = frozenset({"support", "managers", "admins"})
+STAFF_GROUPS = frozenset({"support", "managers", "reviewers", "admins"})
 
 
 def _has_unix_account(name: str) -> bool:

@@ -98,6 +98,12 @@ class Site:
         return env
 
     @property
+    def merit_url(self) -> str:
+        """Calls, proposals, reviews and awards: the site's database, or the SQLite file
+        under the home (what :attr:`~workbench.paths.FactoryHome.merit_db` names)."""
+        return self.database or str(self.home.hub / "merit.sqlite")
+
+    @property
     def proxy_token(self) -> str:
         return secret_file(self.home.secrets / "proxy_token")
 
@@ -184,7 +190,7 @@ def update_services(c, site: Site) -> None:
 
 def update_spawner(c, site: Site) -> None:
     # the hub side: only where a hub is configured
-    from spawners import api, openapi, presets, sessions, walltime
+    from spawners import api, calls, openapi, presets, sessions, walltime
 
     api.install()  # our strict port callback in place of batchspawner's
     c.JupyterHub.spawner_class = "slurm-gpu"
@@ -193,6 +199,8 @@ def update_spawner(c, site: Site) -> None:
     c.JupyterHub.extra_handlers = [(walltime.ROUTE, walltime.WalltimeHandler),
                                    (sessions.ROUTE, sessions.SessionsHandler),
                                    *presets.handlers(), *openapi.handlers()]
+    # the home page lists the open calls for compute time (the access service's)
+    c.JupyterHub.template_vars = {"open_calls": calls.open_calls(site.merit_url)}
     # what the sessions API reads when a user has no spawner of ours yet
     c.JupyterHub.tornado_settings = {"workbench_audit": site.audit_url,
                                      "workbench_cull_timeout": site.cull_timeout}

@@ -112,11 +112,24 @@ class FactoryHome:
     def help_db(self) -> str:
         return self.database("help")
 
+    @property
+    def merit_db(self) -> str:
+        """Calls, proposals, reviews and the awards they led to (``hub/merit.sqlite``)."""
+        return self.database("merit")
+
     def pidfile(self, name: str) -> Path:
         return self.run / f"{name}.pid"
 
     def logfile(self, name: str) -> Path:
         return self.log / f"{name}.log"
+
+
+def database_made(path_or_url: Path | str) -> bool:
+    """Whether a store's database (:meth:`FactoryHome.database`) is there to read: a URL's
+    is (a site's server); a SQLite file only once something wrote it (reading must not
+    create it), and only where this process may see it (a user's own processes cannot look
+    into the hub's root-only directory). Imports nothing: asked before SQLAlchemy is."""
+    return "://" in str(path_or_url) or os.path.exists(path_or_url)
 
 
 def secret_file(path: Path, make=lambda: secrets.token_urlsafe(24)) -> str:

@@ -127,6 +127,17 @@ def registry(site) -> list[HubService]:
             "Programmes: GPU-hours granted, used and left, utilisation, queue waits",
             root_because=DASHBOARD_ROOT,
             port=8094, access=("managers",), display=True),
+        # merit-based access (extensions/access): calls, proposals, reviews, awards; who
+        # may manage or review is the caller's hub groups (managers, reviewers); its token
+        # reads the reviewers group to assign reviewers; root to apply an award to Slurm
+        HubService(
+            "access",
+            (py, "-m", "extensions.access"),
+            "Apply for compute time: calls, proposals, peer review, awards",
+            root_because="it applies awards to Slurm (sacctmgr) and sets the datasets' "
+            "groups and ACLs, as `workbench allocations apply` does",
+            scopes=("read:groups!group=reviewers",),
+            port=8096, access=(EVERY_USER,), display=True),
         # Prometheus metrics (extensions/metrics): read from the dashboards' shared caches
         # and the audit and help stores, so its token needs no scope; scraped by the
         # holders of the metrics role, as the hub's own /hub/metrics

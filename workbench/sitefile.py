@@ -1,7 +1,8 @@
 """The site file, ``$AIFACTORY_HOME/etc/site.yaml``: how a site runs the workbench.
 
 It says how users log in, where the database and Slurm are, the public URL, and which login
-groups become the hub's ``support``, ``managers`` and ``admins`` groups::
+groups become the hub's ``support``, ``managers``, ``reviewers`` (merit review of
+proposals for compute time) and ``admins`` groups::
 
     public_url: https://workbench.example.eu/
     hub_ip: 10.0.0.5                      # where compute nodes reach the hub (default 127.0.0.1)
@@ -37,7 +38,7 @@ from . import linedyaml
 from .linedyaml import Lined
 
 #: the hub groups a login group may become (their roles: workbench.hubconfig)
-HUB_GROUPS = ("support", "managers", "admins")
+HUB_GROUPS = ("support", "managers", "reviewers", "admins")
 #: who may log in: members of a project in the allocations file (and staff), or every user
 #: with a Unix account
 ALLOW = ("project-members", "everyone")

@@ -1,6 +1,7 @@
 """The managers' dashboard: per programme and project the GPU-hours granted, used and left,
-a burn-down, utilisation per partition, queue waits, the start-ups' reserved share, and one
-project's jobs; a date range, and CSV export of every table."""
+a burn-down, utilisation per partition, queue waits, the start-ups' reserved share, the calls
+for compute time (Access), and one project's jobs; a date range, and CSV export of every
+table."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ class ManagerDashboard(w.VBox):
     (the project whose jobs are listed), ``status`` (the status line's text), ``error``
     (the message for bad input, "" when none), ``last_render_s``. Each table is a
     :class:`~.table.DataTable` (``budgets``, ``usage``, ``burndown``, ``utilisation``,
-    ``waits``, ``reserved``, ``project_jobs``); each chart a :class:`~.common.Chart`."""
+    ``waits``, ``reserved``, ``calls`` and ``shares`` of merit-based access,
+    ``project_jobs``); each chart a :class:`~.common.Chart`."""
 
     start = Any(None, allow_none=True)
     end = Any(None, allow_none=True)
@@ -63,6 +65,10 @@ class ManagerDashboard(w.VBox):
         self.waits = DataTable("queue-waits", "Queue waits per programme and partition")
         self.reserved = DataTable("reserved-share", "Reserved share: GPU-hours used on the "
                                   "reserved GPU type, against what was reserved")
+        self.calls = DataTable("access-calls", "Calls for compute time: offered, awarded, "
+                               "left, requested, proposals by state")
+        self.shares = DataTable("access-shares", "Programmes' shares: granted (file and "
+                                "awards), held by open calls, left")
         self._project = w.Dropdown(description="Project", options=[])
         self._project.observe(lambda c: setattr(self, "project", c["new"] or ""), names="value")
         self.project_jobs = DataTable("project-jobs", "The project's jobs in the range")
@@ -70,7 +76,8 @@ class ManagerDashboard(w.VBox):
             w.HBox([self._start, self._end, self._presets]), self._error, self._status,
             self.budgets, self.budgets_chart, self.burndown_chart, self.burndown, self.usage,
             self.utilisation_chart, self.utilisation, self.waits_chart, self.waits,
-            self.reserved, w.HTML("<h3>One project</h3>"), self._project, self.project_jobs]
+            self.reserved, w.HTML("<h3>Access: calls for compute time</h3>"), self.calls,
+            self.shares, w.HTML("<h3>One project</h3>"), self._project, self.project_jobs]
         self._rendering = True  # one render for both dates
         self.start, self.end = self._start.value, self._end.value
         self._rendering = False
@@ -121,7 +128,8 @@ class ManagerDashboard(w.VBox):
         for table, part in ((self.budgets, view.budgets), (self.usage, view.usage),
                             (self.burndown, view.burndown),
                             (self.utilisation, view.utilisation), (self.waits, view.waits),
-                            (self.reserved, view.reserved)):
+                            (self.reserved, view.reserved), (self.calls, view.calls),
+                            (self.shares, view.shares)):
             table.show(part.table, part.message)
         self._charts(view)
         projects = (sorted(view.budgets.table["project"]) if view.budgets.table is not None

@@ -1,8 +1,10 @@
-"""The catalogue and help services fuzzed from their OpenAPI documents with schemathesis:
+"""The catalogue, help and access services fuzzed from their OpenAPI documents with schemathesis:
 requests that fit the document and requests that do not (wrong types, missing and extra
-fields, hostile strings), as alice, bob and sam. Every answer: no 5xx, no traceback, JSON
+fields, hostile strings), as alice, bob and sam (and, for access, maria of managers and rita
+of reviewers). Every answer: no 5xx, no traceback, JSON
 with a ``message`` when refused, within 2 s; and a refused request (4xx) changed nothing
-(the help store's requests, the audit records, the licence acceptances).
+(the help store's requests, the audit records, the licence acceptances, the calls,
+proposals, reviews and awards).
 
 The services run in-process on a real Tornado server in a thread of their own (schemathesis
 calls them over HTTP, synchronously), the hub's login replaced as in
@@ -32,6 +34,8 @@ from schemathesis.specs.openapi.checks import (
 )
 from tornado.testing import bind_unused_port
 
+from extensions.access.openapi import DOCUMENT as ACCESS_DOCUMENT
+from extensions.access.service import ROUTES as ACCESS_ROUTES
 from extensions.catalogue.openapi import DOCUMENT as CATALOGUE_DOCUMENT
 from extensions.catalogue.service import ROUTES as CATALOGUE_ROUTES
 from extensions.help.openapi import DOCUMENT as HELP_DOCUMENT
@@ -117,6 +121,28 @@ def catalogue_service(tmp_path, as_user):  # noqa: F811
     service.stop()
 
 
+@pytest.fixture
+def access_service(tmp_path, as_user):  # noqa: F811
+    from tests.unit.test_access_service import state
+    from tests.unit.test_merit import call_body, carla, make_office, maria, proposal_body
+
+    office = make_office(tmp_path, str(tmp_path / "merit.sqlite"), tmp_path / "audit.sqlite")
+    office.reviewers = lambda: ["rita"]
+    # something for the ids to name: an open call, a draft and a proposal in review
+    call = office.open_call(maria, call_body(reviews_needed=1))
+    office.new_proposal(carla, call.id, proposal_body(project="carla-draft"))
+    office.submit(carla, office.new_proposal(carla, call.id, proposal_body()).id)
+
+    def build():
+        return ACCESS_ROUTES, {"office": office, "write_lock": asyncio.Lock(),
+                               "openapi": ACCESS_DOCUMENT,
+                               "service_prefix": "/services/access/"}, "/services/access/"
+    service = ThreadedService(build)
+    yield SimpleNamespace(url=service.url, state=lambda: state(office),
+                          unchanged=lambda before, after, status: before == after)
+    service.stop()
+
+
 def catalogue_unchanged(before, after, status: int) -> bool:
     """The licence acceptances are the same, and the audit store the same but for the one
     ``dataset.refused`` record a 403 of the access rules writes (the README's contract)."""
@@ -176,6 +202,14 @@ def test_fuzz_the_help_service_from_its_openapi_document(help_service, case, use
 def test_fuzz_the_catalogue_service_from_its_openapi_document(catalogue_service, case, user,
                                                               known_id):
     check_answer(catalogue_service, case, user, known_id)
+
+
+@given(case=cases(ACCESS_DOCUMENT), user=st.sampled_from(["carla", "maria", "rita", "bob", None]),
+       known_id=st.none() | st.integers(1, 2))
+@fuzz_settings()
+def test_fuzz_the_access_service_from_its_openapi_document(access_service, case, user,
+                                                           known_id):
+    check_answer(access_service, case, user, known_id)
 
 
 # -- what the fuzzing found, each as its minimal example ------------------------------------

@@ -39,7 +39,8 @@ from workbench.resources import parse_runtime_min
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = Membership((ProjectInfo("research-medai", "research", ("bob",)),
                       ProjectInfo("startup-helios", "startups", ("alice",))))
-GROUPS = {"sam": ["support"]}
+GROUPS = {"sam": ["support"], "maria": ["managers"], "rita": ["reviewers"],
+          "ruth": ["reviewers"]}
 
 #: bodies no JSON API may answer with a 500: (body, status, words of the message)
 HOSTILE_BODIES = [

@@ -71,7 +71,7 @@ def test_a_pam_site_with_named_admins(site):
     (lambda t: t.replace("  issuer: https://login.example.eu/\n", ""), 5, "issuer is required"),
     (lambda t: t.replace("issuer: https://", "issuer: ftp://"), 6, "issuer must be a http"),
     (lambda t: t.replace(": managers\n", ": manager\n"), 13,
-     "must become one of support, managers, admins, not 'manager'"),
+     "must become one of support, managers, reviewers, admins, not 'manager'"),
     (lambda t: t.replace("allow: project-members", "allow: all"), 14, "allow must be one of"),
     (lambda t: t.replace("postgresql+psycopg://", "mysql://"), 15,
      "database must be an SQLAlchemy URL"),

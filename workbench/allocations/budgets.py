@@ -23,6 +23,7 @@ class ProjectBudget:
     valid_from: dt.date | None
     valid_until: dt.date | None
     active: bool
+    origin: str = "file"  # "file", or "award N" (merit review)
 
     @property
     def remaining_hours(self) -> float:
@@ -36,7 +37,7 @@ class ProjectBudget:
             "remaining_gpu_hours": round(self.remaining_hours, 4),
             "valid_from": self.valid_from.isoformat() if self.valid_from else None,
             "valid_until": self.valid_until.isoformat() if self.valid_until else None,
-            "active": self.active,
+            "active": self.active, "origin": self.origin,
         }
 
 
@@ -63,7 +64,7 @@ def budgets_from_usage(allocs: Allocations, usage, today: dt.date | None = None
         used = sum(u.gpu_seconds for u in usage if u.account == p.name and _since(u, start)
                    ) / 3600
         out.append(ProjectBudget(p.name, p.programme, p.members, p.gpu_hours, used,
-                                 p.valid_from, p.valid_until, p.active(today)))
+                                 p.valid_from, p.valid_until, p.active(today), p.origin))
     return out
 
 

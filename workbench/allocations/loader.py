@@ -8,6 +8,7 @@ their programme's share, grants within their programme's share.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import pwd
@@ -21,10 +22,10 @@ import yaml
 
 from .. import linedyaml
 from ..linedyaml import Lined, LinedList
-from ..paths import FactoryHome
+from ..paths import FactoryHome, database_made
 from ..slurm.models import Node
 from .guards import MAX_RESERVING, is_guard_name
-from .model import Allocations, Period, Programme, Project, Reserve, gpu_totals
+from .model import Allocations, Award, Period, Programme, Project, Reserve, gpu_totals
 from .shares import check_shares, parse_share
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -33,6 +34,9 @@ CURRENT_YEAR = "current-year"
 _TOP_KEYS = {"period", "programmes"}
 _PROGRAMME_KEYS = {"description", "share", "reserved_gpus", "projects"}
 _PROJECT_KEYS = {"members", "gpu_hours", "valid_from", "valid_until", "description"}
+#: ``load(awards=IN_FORCE)``: the awards of the home's merit database when the file read is
+#: the one in force (:func:`default_path`), none with any other file
+IN_FORCE = None
 
 
 class AllocationError(ValueError):
@@ -69,8 +73,10 @@ class AllocationsCache:
             entry = self._entries.pop((path, check_users), None)
             try:
                 st = path.stat()
-                # the year too: a `period: current-year` turns with it
-                key = (st.st_mtime_ns, st.st_size, st.st_ino, dt.date.today().year)
+                # the year too: a `period: current-year` turns with it; and the awards' count
+                # and latest id when the file is the one in force (an award is read at once)
+                key = (st.st_mtime_ns, st.st_size, st.st_ino, dt.date.today().year,
+                       _awards_version(path))
                 if entry is not None and entry[0] == key and \
                         (st.st_mtime_ns + self.RACY_NS < entry[1] or
                          self._same_bytes(path, entry)):
@@ -112,11 +118,46 @@ def current(path: Path | None = None) -> Allocations | None:
         return None
 
 
+def _awards_version(path: Path) -> tuple[int, int] | None:
+    return _read_awards(path, "version", None)
+
+
+def _in_force(path: Path) -> bool:
+    return path.resolve() == default_path().resolve()
+
+
+def awards_in_force(path: Path) -> list[Award]:
+    """The awards read with ``path``: the merit database's when ``path`` is the allocations
+    file in force, else none."""
+    return _read_awards(path, "awards", [])
+
+
+def _read_awards(path: Path, what: str, none):
+    """The award store's ``what`` (``awards``, ``version``) when ``path`` is the file in
+    force and the store is there to read (a user's own processes cannot read the hub's
+    database: ``none`` there); its database unreachable or broken: the allocations are
+    unusable (an :class:`AllocationError`), as with a file that cannot be read. SQLAlchemy
+    is imported only here, when a store is there."""
+    if not _in_force(path) or not database_made(FactoryHome.from_env().merit_db):
+        return none
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .awards import AwardStore
+    store = AwardStore(FactoryHome.from_env().merit_db)
+    try:
+        return getattr(store, what)()
+    except SQLAlchemyError as e:
+        raise AllocationError(f"the awards of merit review cannot be read: "
+                              f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
+
+
 class _Checker:
     def __init__(self, path: Path):
         self.path = path
 
     def fail(self, where, key, message):
+        if isinstance(where, Award):  # a grant from the database: named by award and proposal
+            raise AllocationError(f"{where.origin} (proposal {where.proposal}): {message}")
         line = where.line_of(key) if isinstance(where, (Lined, LinedList)) else "?"
         if isinstance(line, int) and line < 1:
             line = 1
@@ -124,10 +165,14 @@ class _Checker:
 
 
 def load(path: Path | None = None, check_users: bool = True,
-         nodes: Iterable[Node] | None = None, today: dt.date | None = None) -> Allocations:
-    """Read and check the allocations file (see :mod:`workbench.allocations`); ``today``:
-    the day whose year ``period: current-year`` is (default: today)."""
+         nodes: Iterable[Node] | None = None, today: dt.date | None = None,
+         awards: Iterable[Award] | None = IN_FORCE) -> Allocations:
+    """Read and check the allocations file (see :mod:`workbench.allocations`) and the awards
+    of merit review (:mod:`.awards`: by default those in force, when ``path`` is the file in
+    force; checked like the file's projects, each error naming the award); ``today``: the
+    day whose year ``period: current-year`` is (default: today)."""
     path = Path(path) if path else default_path()
+    awards = list(awards_in_force(path) if awards is IN_FORCE else awards)
     try:
         raw = linedyaml.load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
@@ -169,6 +214,8 @@ def load(path: Path | None = None, check_users: bool = True,
             grant_lines[name] = (where, "gpu_hours")
         programmes.append(Programme(pname, pspec.get("description") or "", tuple(projects),
                                     reserves, share, pspec.line_of("reserved_gpus")))
+    if awards:
+        programmes = _with_awards(c, programmes, awards, seen, check_users, grant_lines)
     allocs = Allocations(tuple(programmes), path, period)
     _check_reservations(c, allocs, progs_raw, totals)
     if totals is not None and period is not None:
@@ -270,6 +317,34 @@ def _project(c: _Checker, projs_raw, name, spec, pname, seen, check_users):
             dates["valid_until"] < dates["valid_from"]:
         c.fail(spec, "valid_until", f"project {name}: valid_until is before valid_from")
     return Project(name, pname, tuple(members), float(hours), **dates), spec
+
+
+def _with_awards(c: _Checker, programmes: list[Programme], awards: list[Award], seen,
+                 check_users: bool, grant_lines: dict) -> list[Programme]:
+    """The file's programmes with the awarded projects added, each checked as a project of
+    the file is (its name, its programme, its members, its dates)."""
+    names = {p.name for p in programmes}
+    extra: dict[str, list[Project]] = {}
+    for award in awards:
+        g = award.as_project()
+        if g.programme not in names:
+            c.fail(award, "programme", f"project {g.name}: programme {g.programme!r} is not "
+                   f"in the allocations file ({', '.join(sorted(names))})")
+        _check_name(c, award, g.name, seen, f"project of {g.programme}")
+        if not 0 <= g.gpu_hours < math.inf:
+            c.fail(award, "gpu_hours", f"project {g.name}: gpu_hours must be a number >= 0, "
+                   f"not {g.gpu_hours!r}")
+        for m in g.members:
+            if check_users and not _is_user(m):
+                c.fail(award, "members", f"project {g.name}: member {m!r} is no user of "
+                       "this machine")
+        if g.valid_from and g.valid_until and g.valid_until < g.valid_from:
+            c.fail(award, "valid_until", f"project {g.name}: valid_until is before "
+                   "valid_from")
+        extra.setdefault(g.programme, []).append(g)
+        grant_lines[g.name] = (award, "gpu_hours")
+    return [dataclasses.replace(p, projects=(*p.projects, *extra.get(p.name, ())))
+            for p in programmes]
 
 
 def _check_reservations(c: _Checker, allocs: Allocations, progs_raw, totals) -> None:

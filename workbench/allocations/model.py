@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..slurm.models import Node
@@ -63,6 +63,16 @@ class Project:
     gpu_hours: float
     valid_from: dt.date | None = None
     valid_until: dt.date | None = None
+    #: where the grant was decided: ``file`` (the allocations file) or ``award N`` (award N
+    #: of the merit review, kept in the workbench's database: :mod:`.awards`)
+    origin: str = "file"
+    #: the catalogue's datasets the grant gives the project (an award's; the file's projects
+    #: get theirs from the catalogue's access rules)
+    datasets: tuple[str, ...] = ()
+
+    @property
+    def awarded(self) -> bool:
+        return self.origin != "file"
 
     def active(self, today: dt.date) -> bool:
         return ((self.valid_from is None or self.valid_from <= today) and
@@ -71,6 +81,25 @@ class Project:
     def granted_minutes(self, today: dt.date) -> int:
         """The GPU-minutes Slurm enforces today: the grant inside its period, else 0."""
         return int(round(self.gpu_hours * 60)) if self.active(today) else 0
+
+
+@dataclass(frozen=True)
+class Award:
+    """One awarded grant: the project as granted (its ``origin`` set when read back), the
+    proposal it was awarded to, who decided and when; ``id`` 0: not stored yet."""
+
+    grant: Project
+    proposal: int = 0
+    awarded_by: str = ""
+    awarded_at: str = ""
+    id: int = 0
+
+    @property
+    def origin(self) -> str:
+        return f"award {self.id}" if self.id else "award (new)"
+
+    def as_project(self) -> Project:
+        return replace(self.grant, origin=self.origin)
 
 
 @dataclass(frozen=True)

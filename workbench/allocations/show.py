@@ -39,13 +39,14 @@ def format_report(rep: MachineReport) -> str:
                          f"GPUs reserved for {' and '.join(p.kept_free_for)} stay free "
                          f"(now using {_types(p.running) if p.running else 'none'})")
     lines.append("")
-    lines.append(f"{'programme':10} {'project':20} {'granted':>9} {'used':>9} {'left':>9}  "
-                 "members")
+    lines.append(f"{'programme':10} {'project':20} {'origin':10} {'granted':>9} {'used':>9} "
+                 f"{'left':>9}  members")
     for b in rep.projects:
         note = "" if b.active else "  (outside its validity period)"
-        lines.append(f"{b.programme:10} {b.project:20} {b.granted_hours:9g} "
+        lines.append(f"{b.programme:10} {b.project:20} {b.origin:10} {b.granted_hours:9g} "
                      f"{b.used_hours:9.2f} {b.remaining_hours:9.2f}  "
                      f"{', '.join(b.members) or '-'}{note}")
-    lines.append("(GPU-hours, from Slurm accounting; shares of the machine's runtime in the "
+    lines.append("(origin: the allocations file, or an award of merit review; GPU-hours, from "
+                 "Slurm accounting; shares of the machine's runtime in the "
                  "period; GPUs in use from the queue now)")
     return "\n".join(lines)

@@ -40,6 +40,7 @@ class ProjectInfo:
     name: str
     programme: str
     members: tuple[str, ...]
+    datasets: tuple[str, ...] = ()  # granted with the project by an award (merit review)
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,8 @@ class Membership:
     @classmethod
     def from_allocations(cls, allocs) -> Membership:
         """From a :class:`workbench.allocations.Allocations` (its public API only)."""
-        return cls(tuple(ProjectInfo(p.name, p.programme, tuple(p.members))
-                         for p in allocs.projects))
+        return cls(tuple(ProjectInfo(p.name, p.programme, tuple(p.members),
+                                     tuple(p.datasets)) for p in allocs.projects))
 
     @classmethod
     def load(cls, path: Path | None = None) -> Membership:
@@ -70,7 +71,8 @@ class Membership:
         """The projects whose members may read ``dataset`` (licence aside)."""
         rule = dataset.access
         return [p for p in self.projects
-                if rule.everyone or p.programme in rule.programmes or p.name in rule.projects]
+                if rule.everyone or p.programme in rule.programmes or p.name in rule.projects
+                or dataset.id in p.datasets]
 
     def readers(self, dataset: Dataset) -> set[str]:
         return {m for p in self.allowed_projects(dataset) for m in p.members}

@@ -12,10 +12,11 @@ import sys
 from dataclasses import asdict
 
 from .. import daemons
-from ..allocations import AllocationError, apply, load
+from ..allocations import AllocationError, apply
+from ..enact import data_access, load_in_force
 from ..paths import FactoryHome, secret_file
 from ..slurm import SlurmError, queries
-from .site import data_access, require_root
+from .site import require_root
 
 
 def _demo_password(home: FactoryHome) -> str:
@@ -57,14 +58,18 @@ def cmd_up(args) -> int:
     if created:
         print(f"Created Unix users: {', '.join(created)}")
     try:
-        allocs = load(nodes=cluster.slurm.run(queries.nodes()))
+        allocs = load_in_force(cluster.slurm)
     except AllocationError as e:
         print(f"workbench: {e}", file=sys.stderr)
         return 2
     for change in apply(allocs, cluster.slurm, cluster.shape.cluster_name):
         print(f"  {change}")
     _demo_datasets()
-    data_access(allocs, dry_run=False)
+    data, error = data_access(allocs, dry_run=False)
+    for summary in data:
+        print(f"  {summary}")
+    if error:
+        print(f"workbench: datasets' access not updated: {error}", file=sys.stderr)
     if profile != was:
         # the hub's database changes with the profile: the other profile's hub goes
         stopped = LocalHub(public_port=args.port).down()

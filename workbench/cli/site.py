@@ -11,13 +11,14 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ..allocations import AllocationError, Allocations, apply_plan, load, plan, report
+from ..allocations import AllocationError, Allocations, load, report
 from ..allocations.show import format_report
 from ..audit import AuditLog
+from ..enact import enact, load_in_force
 from ..hubapi import HubClient, TLSFiles
 from ..paths import FactoryHome
 from ..reconcile import reconcile_once, run_forever
-from ..slurm import SlurmClient, queries
+from ..slurm import SlurmClient
 
 
 def require_root() -> None:
@@ -25,25 +26,8 @@ def require_root() -> None:
         sys.exit("workbench: run this as root (it starts daemons and creates users)")
 
 
-def data_access(allocs: Allocations, dry_run: bool) -> None:
-    """Make the projects' Unix groups and the dataset directories' ACLs match the
-    allocations file (workbench.catalogue.fsaccess)."""
-    from ..catalogue import fsaccess
-    from ..catalogue.model import CatalogueError
-    from ..catalogue.policy import Membership
-
-    try:
-        changes = fsaccess.sync_all(Membership.from_allocations(allocs), dry_run=dry_run)
-    except CatalogueError as e:
-        print(f"workbench: datasets' access not updated: {e}", file=sys.stderr)
-        return
-    for change in changes:
-        print(f"  {'would: ' if dry_run else ''}{change.summary}")
-
-
 def _load_allocations(args, slurm: SlurmClient) -> Allocations:
-    path = Path(args.file) if args.file else None
-    return load(path, nodes=slurm.run(queries.nodes()))
+    return load_in_force(slurm, Path(args.file) if args.file else None)
 
 
 def _site():
@@ -61,21 +45,22 @@ def cmd_allocations_apply(args) -> int:
     require_root()
     slurm = site_slurm()
     try:
-        allocs = _load_allocations(args, slurm)
+        done = enact(slurm, Path(args.file) if args.file else None, args.cluster or None,
+                     dry_run=args.dry_run)
     except AllocationError as e:
         print(f"workbench: {e}\nNothing was changed.", file=sys.stderr)
         return 2
-    changes = plan(allocs, slurm, args.cluster or slurm.run(queries.cluster_name()))
-    data_access(allocs, args.dry_run)  # the datasets' groups and ACLs follow the members
-    if not changes:
-        print(f"{allocs.path}: Slurm already matches; nothing to change.")
+    path = done.allocations.path
+    for summary in done.data:  # the datasets' groups and ACLs follow the members
+        print(f"  {'would: ' if args.dry_run else ''}{summary}")
+    if done.data_error:
+        print(f"workbench: datasets' access not updated: {done.data_error}", file=sys.stderr)
+    if not done.slurm:
+        print(f"{path}: Slurm already matches; nothing to change.")
         return 0
-    verb = "Would change" if args.dry_run else "Changed"
-    if not args.dry_run:
-        apply_plan(changes, slurm)
-    print(f"{verb} ({allocs.path}):")
-    for change in changes:
-        print(f"  {change.summary}")
+    print(f"{'Would change' if args.dry_run else 'Changed'} ({path}):")
+    for summary in done.slurm:
+        print(f"  {summary}")
     return 0
 
 

@@ -88,9 +88,10 @@ def budget_table(budgets: Iterable[Mapping]) -> pd.DataFrame:
              "used %": round(100 * b["used_gpu_hours"] / b["granted_gpu_hours"], 1)
              if b["granted_gpu_hours"] else 0.0,
              "valid from": b.get("valid_from") or "", "valid until": b.get("valid_until") or "",
-             "active": b.get("active", True)} for b in budgets]
+             "active": b.get("active", True), "origin": b.get("origin", "file")}
+            for b in budgets]
     cols = ["programme", "project", "granted GPU-hours", "used GPU-hours", "left GPU-hours",
-            "used %", "valid from", "valid until", "active"]
+            "used %", "valid from", "valid until", "active", "origin"]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -135,6 +135,16 @@ class DashboardSettings(Configurable):
     def _default_help_db(self):
         return FactoryHome.from_env().help_db
 
+    merit_db = Unicode(
+        help="Calls, proposals, reviews and awards (workbench.merit, the access service's). "
+        "Default: the site's database ($WORKBENCH_DATABASE_URL), else "
+        "AIFACTORY_HOME/hub/merit.sqlite. Example: '/var/lib/aifactory/hub/merit.sqlite'.",
+    ).tag(config=True)
+
+    @default("merit_db")
+    def _default_merit_db(self):
+        return FactoryHome.from_env().merit_db
+
     help_url = Unicode(
         "/services/help/",
         help="Where support joins a help request (the help service's list). "
@@ -177,6 +187,8 @@ class ManagerView:
     utilisation: Part = field(default_factory=Part)
     waits: Part = field(default_factory=Part)
     reserved: Part = field(default_factory=Part)
+    calls: Part = field(default_factory=Part)
+    shares: Part = field(default_factory=Part)
 
 
 def _stale(c: Cached, what: str) -> str:
@@ -338,6 +350,46 @@ class DashboardSource:
         return Part(pd.DataFrame(rows, columns=cols),
                     "" if rows else "No open help requests.")
 
+    def access(self) -> tuple[Part, Part]:
+        """Merit-based access (the access service's calls, :mod:`workbench.merit`): each call
+        with what it offers, has awarded and has left, what was requested and its proposals
+        by state; each programme's share against its grants (file and awards) and what open
+        calls hold. The message says how long decisions took."""
+        from workbench.paths import database_made
+        if not database_made(self.settings.merit_db):
+            return Part(message="No call for compute time yet (the access service)."), Part()
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from workbench.merit.model import MeritError
+        from workbench.merit.store import MeritStore
+        from workbench.merit.views import Reader
+        nodes = self.nodes_now()
+        reader = Reader(store=MeritStore(self.settings.merit_db),
+                        allocations=self.allocations, nodes=lambda: nodes.value or [])
+        try:
+            report = reader.report()
+        except (SQLAlchemyError, OSError, MeritError) as e:
+            return Part(message=f"The calls for compute time cannot be read: {e}"), Part()
+        calls = pd.DataFrame(
+            [{"call": c["name"], "programme": c["programme"], "state": c["state"],
+              "closes": c["closes"], "GPU-hours offered": c["gpu_hours"],
+              "GPU-hours awarded": c["awarded_gpu_hours"],
+              "GPU-hours left": c["left_gpu_hours"],
+              "GPU-hours requested": c["requested_gpu_hours"],
+              **{f"{state}": n for state, n in c["proposals_by_state"].items()}}
+             for c in report["calls"]])
+        shares = pd.DataFrame(
+            [{"programme": p["programme"], "share GPU-hours": p["share_gpu_hours"],
+              "granted GPU-hours (file and awards)": p["granted_gpu_hours"],
+              "held by open calls": p["held_by_calls"], "left GPU-hours": p["left_gpu_hours"]}
+             for p in report["programmes"]])
+        waits = report["decision_hours"]
+        said = (f"{waits['decided']} proposals decided; from submission to decision: median "
+                f"{waits['median']} h, longest {waits['longest']} h." if waits["decided"]
+                else "No proposal decided yet.")
+        return Part(calls, said if report["calls"] else "No call for compute time yet."), \
+            Part(shares, _stale(nodes, "The Slurm controller (sinfo)"))
+
     def user(self, name: str, now: datetime | None = None) -> UserView:
         """One user's sessions and recent jobs; a clear message for a name that is wrong."""
         now = now or datetime.now(UTC)
@@ -414,6 +466,7 @@ class DashboardSource:
             view.waits.message = view.waits.message or f"No job started between {rng}."
         if allocs is not None:
             view.reserved = Part(aggregate.reserved_share(jobs, allocs, rng, now), stale)
+        view.calls, view.shares = self.access()
         return view
 
     def project_jobs(self, project: str, rng: DateRange) -> Part:

@@ -33,7 +33,7 @@ CLIENT_ID = "aifactory-workbench"
 ROLE = DATABASE = "workbench"
 #: the entitlement (groups claim value) of each hub group, as a federation would write it
 ENTITLEMENTS = {g: f"urn:geant:aifactory.example.eu:group:workbench:{g}"
-                for g in ("support", "managers", "admins")}
+                for g in ("support", "managers", "reviewers", "admins")}
 #: a provider account with no Unix user: refused at login (no hub user is created)
 STRANGER = "nora"
 #: the demo's files a site keeps under etc/: the site-demo writes copies of them there
