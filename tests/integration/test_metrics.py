@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
 import pytest
@@ -100,7 +101,11 @@ def _site():
 def test_the_figures_agree_with_allocations_show_and_squeue(hub_url, scraper, slurm, wait_for):
     report = allocations_json()
     ours = scrape(hub_url, scraper)
-    running_gpus = sum(j.gpus for j in slurm.run(queries.jobs()) if j.state.is_running)
+    # GPUs in use during the budgets' age: running now, or ended within it (squeue keeps
+    # finished jobs for a few minutes)
+    since = datetime.now(UTC) - timedelta(seconds=BUDGETS_MAX_AGE + 5)
+    running_gpus = sum(j.gpus for j in slurm.run(queries.jobs()) if j.state.is_running
+                       or (j.end_time is not None and j.end_time >= since))
     for p in report["projects"]:
         key = (("programme", p["programme"]), ("project", p["project"]))
         assert ours["workbench_gpu_hours_granted"][key] == p["granted_gpu_hours"]

@@ -15,6 +15,14 @@ from workbench.slurm import AccountedJob, SlurmUnavailable
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
+@pytest.fixture(autouse=True)
+def _now():
+    """NOW is each test's own start: History reads the real clock, and a suite runs for
+    many minutes after this module is imported."""
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0)
+
+
 def job(job_id: int, ended_days_ago: float | None, state: str = "COMPLETED") -> AccountedJob:
     end = None if ended_days_ago is None else NOW - timedelta(days=ended_days_ago)
     start = (end or NOW) - timedelta(minutes=30)
