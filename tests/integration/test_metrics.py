@@ -105,7 +105,8 @@ def test_the_figures_agree_with_allocations_show_and_squeue(hub_url, scraper, sl
     # finished jobs for a few minutes)
     since = datetime.now(UTC) - timedelta(seconds=BUDGETS_MAX_AGE + 5)
     running_gpus = sum(j.gpus for j in slurm.run(queries.jobs()) if j.state.is_running
-                       or (j.end_time is not None and j.end_time >= since))
+                       or (not j.state.is_active and j.end_time is not None
+                           and j.end_time >= since))
     for p in report["projects"]:
         key = (("programme", p["programme"]), ("project", p["project"]))
         assert ours["workbench_gpu_hours_granted"][key] == p["granted_gpu_hours"]
