@@ -252,3 +252,14 @@ def test_the_site_demo_keeps_copies_of_the_demos_files_and_takes_back_only_its_o
     assert demo.remove_files() == [home.site_file, ours]
     assert theirs.exists() and not ours.exists()
     assert set(SITE_COPIES) == {"allocations.yaml", "catalogue.yaml"}
+
+
+def test_the_demo_people_are_valid_unix_users_and_a_bad_comment_is_refused(tmp_path):
+    from workbench.demo.people import People
+
+    names = People.load().names  # the shipped file: useradd takes every description
+    assert {"carla", "rita", "maria", "alice"} <= set(names)
+    bad = tmp_path / "demo-users.yaml"
+    bad.write_text('users:\n  carla: {description: "Founder: no project yet"}\n')
+    with pytest.raises(ValueError, match=r"users\.carla\.description: no ':'"):
+        People.load(bad)

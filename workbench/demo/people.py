@@ -34,6 +34,9 @@ class People:
         people = []
         for name, spec in (raw.get("users") or {}).items():
             spec = spec or {}
+            if any(c in str(spec.get("description", "")) for c in ":\n"):
+                raise ValueError(f"{path}: users.{name}.description: no ':' or line break "
+                                 "(it is the Unix user's comment field)")
             people.append(Person(name, spec.get("description", ""),
                                  tuple(spec.get("hub_groups", ())), bool(spec.get("hub_admin"))))
         return cls(tuple(people))
