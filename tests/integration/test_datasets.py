@@ -306,10 +306,10 @@ def test_the_catalogue_as_jsonld_parses_with_rdflib(catalogue):
 
 
 def test_removing_a_member_removes_their_access(tmp_path):
-    """What `workbench allocations apply` runs after Slurm (cli.site.data_access): bob out of
+    """What `workbench allocations apply` runs after Slurm (enact.data_access): bob out of
     both research projects loses the groups (new processes) and his licence ACL entry."""
     from workbench.allocations import load as load_allocations
-    from workbench.cli.site import data_access
+    from workbench.enact import data_access
 
     assert pwd.getpwnam("bob")
     import yaml
