@@ -41,7 +41,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.merit_story import calls_named, remove_calls, token  # noqa: E402 (as the tests)
+from tests.hubsessions import form_login, token  # noqa: E402 (as the tests)
+from tests.merit_story import calls_named, remove_calls  # noqa: E402
 from workbench.allocations import apply_plan, plan  # noqa: E402
 from workbench.daemons import wait_until  # noqa: E402
 from workbench.enact import load_in_force  # noqa: E402
@@ -108,8 +109,8 @@ def in_slurm(slurm: SlurmClient, project: str, hours: float) -> bool:
 
 
 def in_form(carla, hub: str, project: str, hours: float) -> bool:
-    """carla's spawn form (her token: the hub's page as her browser gets it) lists
-    ``project`` with its granted hours."""
+    """carla's spawn form (logged in through the hub's form: the page her browser gets)
+    lists ``project`` with its granted hours."""
     page = carla.get(f"{hub}hub/spawn", timeout=30).text
     return re.search(rf'<tr data-account="{re.escape(project)}"><td>{re.escape(project)}'
                      rf"</td><td>{hours:g}</td>", page) is not None
@@ -135,7 +136,7 @@ def one_run(n: int, people: dict, slurm: SlurmClient, args, db: str) -> dict:
         with ThreadPoolExecutor(2) as pool:
             slurm_s = pool.submit(since, start, lambda: in_slurm(slurm, project, args.hours),
                                   f"{project} in Slurm")
-            form_s = pool.submit(since, start, lambda: in_form(people["carla"], args.hub,
+            form_s = pool.submit(since, start, lambda: in_form(people["carla-page"], args.hub,
                                                                project, args.hours),
                                  f"{project} in carla's form")
             figures = {"decision_s": decision, "in_slurm_s": slurm_s.result(),
@@ -173,6 +174,7 @@ def main(argv=None) -> int:
     password = home.demo_password_file.read_text().strip()
     people = {u: token(args.hub, u, password, "award benchmark")
               for u in ("maria", "carla", "rita")}
+    people["carla-page"] = form_login(args.hub, "carla", password)
     slurm = SlurmClient(slurm_conf=str(home.slurm_conf))
     runs = [one_run(n, people, slurm, args, home.merit_db) for n in range(1, args.runs + 1)]
     median = {k: round(statistics.median(r[k] for r in runs), 3) for k in PARTS}

@@ -1,8 +1,8 @@
 """What a run of merit-based access against the running factory needs: the browser story
 (``tests/browser/test_access_story.py``) and ``benchmarks/award.py`` open calls, submit,
-review and award through the hub's access service, as the demo's people (:func:`token`),
-and then take back what they made (:func:`remove_calls`): the service has no withdraw (an
-award stands). :func:`remove_calls` removes exactly their rows and what the awards made:
+review and award through the hub's access service as the demo's people, and then take back
+what they made: the service has no withdraw (an award stands). :func:`remove_calls`
+removes exactly their rows and what the awards made:
 
 1. the awarded projects' jobs are cancelled (Slurm refuses to delete an account in use);
 2. the rows, by id: the calls, their proposals, the proposals' reviewer seats, reviews and
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import requests
 from sqlalchemy import delete, select
 
 from workbench.allocations.awards import table as awards
@@ -30,19 +29,6 @@ from workbench.merit import MeritStore
 from workbench.merit.store import assignments, calls, proposals, reviews
 from workbench.paths import database_made
 from workbench.slurm import SlurmClient, queries
-
-
-def token(hub_url: str, user: str, password: str, note: str) -> requests.Session:
-    """A session with a fresh hub token of ``user`` (an hour); ``.hub``: the hub's API,
-    ``.access``: the access service's API."""
-    r = requests.post(f"{hub_url}hub/api/users/{user}/tokens", timeout=30,
-                      json={"auth": {"username": user, "password": password}, "note": note,
-                            "expires_in": 3600})
-    r.raise_for_status()
-    s = requests.Session()
-    s.headers["Authorization"] = f"token {r.json()['token']}"
-    s.hub, s.access = f"{hub_url}hub/api", f"{hub_url}services/access/api"
-    return s
 
 
 def calls_named(db: str, name: str) -> list[int]:

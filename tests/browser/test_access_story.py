@@ -25,7 +25,8 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.merit_story import calls_named, remove_calls, token
+from tests.hubsessions import token
+from tests.merit_story import calls_named, remove_calls
 from workbench.slurm import queries
 from workbench.slurm.parse import parse_tres
 
