@@ -27,6 +27,7 @@ import time
 import pytest
 import requests
 
+from tests.hubsessions import form_login, token
 from workbench.demo.hub import LocalHub
 from workbench.paths import FactoryHome
 from workbench.slurm import SlurmClient, SlurmError, queries
@@ -84,14 +85,8 @@ def hub_api(hub_url, demo_password):
     sessions = []
 
     def login(user: str) -> requests.Session:
-        r = requests.post(f"{hub_url}hub/api/users/{user}/tokens",
-                          json={"auth": {"username": user, "password": demo_password},
-                                "note": "workbench tests", "expires_in": 3600})
-        assert r.status_code == 201, r.text
-        s = requests.Session()
-        s.headers["Authorization"] = f"token {r.json()['token']}"
-        s.base = f"{hub_url}hub/api"
-        s.user = user
+        s = token(hub_url, user, demo_password, "workbench tests")
+        s.base, s.user = s.hub, user
         sessions.append(s)
         return s
 
@@ -106,15 +101,7 @@ def hub_api(hub_url, demo_password):
 def browser_login(hub_url, demo_password):
     """``browser_login(user)``: a requests session logged in through the hub's form, as a
     browser is (cookies, OAuth redirects)."""
-    def login(user: str) -> requests.Session:
-        s = requests.Session()
-        s.get(f"{hub_url}hub/login")
-        xsrf = next(c.value for c in s.cookies if c.name == "_xsrf")
-        r = s.post(f"{hub_url}hub/login", data={"username": user, "password": demo_password,
-                                                "_xsrf": xsrf})
-        assert r.ok and "jupyterhub-session-id" in {c.name for c in s.cookies}, r.text[:300]
-        return s
-    return login
+    return lambda user: form_login(hub_url, user, demo_password)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -32,3 +32,13 @@ def run_cell(lab, code: str) -> None:
     editor.click()
     lab.keyboard.type(code)
     lab.keyboard.press("Shift+Enter")
+
+
+def login_page(browser, hub_url: str, user: str, password: str, **options):
+    """A page of its own (a new browser context: its own cookies) with ``user`` logged in
+    through the hub's form, once the hub's answer has loaded."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, **options)
+    page.set_default_timeout(60_000)
+    log_in(page, hub_url, user, password)
+    page.wait_for_load_state()
+    return page

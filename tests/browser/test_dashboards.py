@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from workbench import daemons
 from workbench.slurm import queries
 from workbench.tags import parse_job_tag
 
-from .helpers import ARTIFACTS, CHROMIUM_ARGS, log_in
+from .helpers import ARTIFACTS, login_page
 
 pytestmark = [pytest.mark.slurm, pytest.mark.hub, pytest.mark.browser]
 
@@ -30,21 +30,8 @@ WORKBENCH = str(Path(sys.executable).parent / "workbench")
 BUDGET_TOLERANCE = 0.25
 
 
-@pytest.fixture
-def browser():
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 def login(browser, hub_url, user, password):
-    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
-    page.set_default_timeout(60_000)
-    log_in(page, hub_url, user, password)
-    page.wait_for_load_state()
-    return page
+    return login_page(browser, hub_url, user, password, accept_downloads=True)
 
 
 @pytest.fixture

@@ -124,3 +124,26 @@ def test_latency_percentiles_are_in_milliseconds(storm):
     figures = storm.percentiles([0.001 * i for i in range(1, 101)])
     assert figures == {"n": 100, "p50_ms": 50.5, "p99_ms": 99.0, "max_ms": 100.0}
     assert storm.percentiles([])["p99_ms"] is None
+
+
+@pytest.fixture
+def award(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks import award
+
+    return award
+
+
+def test_the_award_benchmark_defaults_to_3_runs_of_50_gpu_hours_on_the_running_hub(award):
+    args = award.parse_args([])
+    assert (args.runs, args.hours, args.hub, args.json) == (3, 50.0, "http://127.0.0.1:8000/",
+                                                            None)
+    assert award.parse_args(["--runs", "1", "--hours", "0.5"]).hours == 0.5
+    assert award.GOAL_S == 10
+
+
+@pytest.mark.parametrize("bad", [["--runs", "0"], ["--runs", "21"], ["--hours", "0"],
+                                 ["--hours", "-5"], ["--hours", "1001"], ["--runs", "x"]])
+def test_the_award_benchmark_refuses_options_it_cannot_run(award, bad):
+    with pytest.raises(SystemExit):
+        award.parse_args(bad)

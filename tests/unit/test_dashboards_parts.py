@@ -10,6 +10,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 from queue import Empty
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -338,3 +339,39 @@ async def test_voilas_kernel_client_finds_a_reply_whose_wake_up_was_missed(tmp_p
         client.stop_channels()
     finally:
         await km.shutdown_all()
+
+
+def test_the_shared_budgets_are_read_again_at_once_when_the_projects_change(tmp_path,
+                                                                           monkeypatch):
+    """An award (or its removal, or a grant edited in the file) shows in the managers' table
+    at the next view, not up to a minute later; unchanged, one reading serves a minute."""
+    import workbench.allocations
+
+    reads = []
+
+    def budgets(allocs, client):
+        reads.append([p.name for p in allocs.projects])
+        return [SimpleNamespace(as_dict=lambda p=p: {"project": p.name,
+                                                     "granted_gpu_hours": p.gpu_hours})
+                for p in allocs.projects]
+    monkeypatch.setattr(workbench.allocations, "budgets", budgets)
+    source = DashboardSource(DashboardSettings(cache_dir=str(tmp_path)), SlurmClient())
+    projects = [SimpleNamespace(name="startup-helios", gpu_hours=500)]
+    source.allocations = lambda: SimpleNamespace(projects=list(projects))
+
+    def shown():
+        return {(r["project"], r["granted_gpu_hours"]) for r in source.budgets().value}
+    assert shown() == shown() == {("startup-helios", 500)}
+    assert len(reads) == 1
+    projects.append(SimpleNamespace(name="carla-ai", gpu_hours=50))  # awarded
+    assert shown() == {("startup-helios", 500), ("carla-ai", 50)}
+    projects.pop()  # removed again
+    assert shown() == {("startup-helios", 500)}
+    projects[0] = SimpleNamespace(name="startup-helios", gpu_hours=600)  # the file edited
+    assert shown() == shown() == {("startup-helios", 600)}
+    assert len(reads) == 4
+
+    def unusable():
+        raise workbench.allocations.AllocationError("allocations.yaml:3: a key written twice")
+    source.allocations = unusable  # the last reading is shown meanwhile, as before
+    assert shown() == {("startup-helios", 600)}

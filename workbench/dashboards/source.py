@@ -230,12 +230,23 @@ class DashboardSource:
 
     def budgets(self) -> Cached:
         """Granted, used and left GPU-hours per project, as ``workbench allocations show
-        --json`` prints them (the allocations' own ``budgets``), shared for a minute."""
-        from workbench.allocations import budgets
+        --json`` prints them (the allocations' own ``budgets``), shared for a minute; read
+        again at once when the projects or their grants are no longer the shared reading's
+        (an award decided, a file edited: the table never lists a project that is gone or
+        lacks a new one)."""
+        from workbench.allocations import AllocationError, budgets
 
         def compute():
             return [b.as_dict() for b in budgets(self.allocations(), self.client)]
-        return self.cache.value("budgets", compute, self.settings.budgets_max_age)
+        got = self.cache.value("budgets", compute, self.settings.budgets_max_age)
+        try:
+            grants = {(p.name, round(p.gpu_hours, 4)) for p in self.allocations().projects}
+        except (AllocationError, OSError):
+            return got  # what the shared reading said, until the file is usable again
+        if got.value is not None and grants != {(r["project"], r["granted_gpu_hours"])
+                                                for r in got.value}:
+            got = self.cache.value("budgets", compute, 0)
+        return got
 
     def activity(self) -> dict[str, str]:
         """Hub user → last activity (ISO), with the service's own token; {} without a hub."""
