@@ -23,6 +23,7 @@ import secrets
 import time
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from tests.hubsessions import token
@@ -201,6 +202,29 @@ def test_a_call_a_proposal_a_review_an_award_and_a_session_on_the_new_project(
     carla_api.delete(f"{carla_api.base}/users/carla/server")
     wait_for(lambda: not carla_api.get(f"{carla_api.base}/users/carla").json()["servers"],
              "carla's session stopped", 60)
+
+    # the managers' dashboard: the call with what it awarded, the project marked an award
+    calls = maria.locator(".wb-table-access-calls tbody tr", has_text=story)
+
+    def dashboard_has_the_award():
+        maria.goto(f"{hub_url}services/manager-dashboard/")
+        try:
+            calls.first.wait_for(timeout=60_000)
+        except PlaywrightTimeout:
+            return False  # not drawn within a minute: load the page again
+        return float(row()["GPU-hours awarded"]) == AWARD
+
+    def row() -> dict[str, str]:
+        heads = maria.locator(".wb-table-access-calls thead th").all_inner_texts()
+        return dict(zip(heads, calls.first.locator("td").all_inner_texts(), strict=True))
+    wait_for(dashboard_has_the_award, "the award in the managers' Access part", 150,
+             interval=5)
+    shown = row()
+    assert (shown["call"], shown["programme"], shown["state"]) == (story, "startups", "open")
+    assert float(shown["GPU-hours offered"]) == OFFER, shown
+    budget_row = maria.locator(".wb-table-budgets tbody tr", has_text=PROJECT)
+    expect(budget_row).to_contain_text("award")
+    shot(maria, "11-maria-dashboard-access")
 
     # more than the programme's share has left: refused, with what is left
     left = next(p["left_gpu_hours"] for p in
