@@ -224,7 +224,9 @@ def test_a_call_a_proposal_a_review_an_award_and_a_session_on_the_new_project(
     assert float(shown["GPU-hours offered"]) == OFFER, shown
     budget_row = maria.locator(".wb-table-budgets tbody tr", has_text=PROJECT)
     expect(budget_row).to_contain_text("award")
-    shot(maria, "11-maria-dashboard-access")
+    shot(maria, "11-maria-dashboard-budgets")
+    calls.first.scroll_into_view_if_needed()  # Voila scrolls inside its own container
+    shot(maria, "12-maria-dashboard-access")
 
     # more than the programme's share has left: refused, with what is left
     left = next(p["left_gpu_hours"] for p in
