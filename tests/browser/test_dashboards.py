@@ -79,7 +79,9 @@ def test_sam_sees_alices_running_session_and_is_refused_the_managers_dashboard(
     def row_of_alices_job():
         job = alice_session()  # her running session now, from squeue
         row = sessions.locator("tr", has_text=f"{job.job_id}") if job else None
-        if row is not None and row.count() and "alice" in row.first.inner_text():
+        # the table refreshes every 10 s: a session started just now may still show PENDING
+        if row is not None and row.count() and "alice" in row.first.inner_text() \
+                and "RUNNING" in row.first.inner_text():
             return job, row.first
         return None
     job, row = wait_for(row_of_alices_job, "alice's session in the support dashboard", 90)
