@@ -224,6 +224,21 @@ def reconcile_figures(owners: dict[int, tuple[str, str]]) -> dict:
             "reconcile_cancelled": len(cancelled)}
 
 
+def forced_refreshes(source, widget, names, repeat: int = 3) -> list[float]:
+    """Seconds of ``repeat`` refreshes of ``widget``, each with the shared cache's entries
+    ``names`` made stale just before (every Slurm call made again)."""
+    forced = []
+    for _ in range(repeat):
+        for name in names:
+            meta = source.cache.meta(name)
+            if meta:
+                source.cache.write_meta(name, **{**meta, "at": 0})
+        t0 = time.perf_counter()
+        widget.refresh()
+        forced.append(time.perf_counter() - t0)
+    return forced
+
+
 def support_figures() -> dict:
     """The support widget's ``refresh()`` with a cache of our own: steady (median of 5) and
     with every entry expired (median of 3)."""
@@ -233,15 +248,7 @@ def support_figures() -> dict:
         source = DashboardSource(DashboardSettings(cache_dir=cache))
         widget = SupportDashboard(source, refresh_s=0)
         steady = _s(widget.refresh, 5)
-        forced = []
-        for _ in range(3):
-            for name in ("squeue", "sinfo", "history", "sstat"):
-                meta = source.cache.meta(name)
-                if meta:
-                    source.cache.write_meta(name, **{**meta, "at": 0})
-            t0 = time.perf_counter()
-            widget.refresh()
-            forced.append(time.perf_counter() - t0)
+        forced = forced_refreshes(source, widget, ("squeue", "sinfo", "history", "sstat"))
         rows = len(widget.sessions.value) if widget.sessions.value is not None else 0
         widget.close()
     return {"support_refresh_steady_s": steady,

@@ -66,7 +66,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._cluster import CallShim  # noqa: E402
-from benchmarks._growth import timed  # noqa: E402
+from benchmarks._growth import forced_refreshes, timed  # noqa: E402
 from tests.browser.helpers import CHROMIUM_ARGS, log_in  # noqa: E402  (as the tests do)
 from workbench.dashboards.history import jobs_frame  # noqa: E402
 from workbench.dashboards.source import DashboardSettings, DashboardSource  # noqa: E402
@@ -237,15 +237,7 @@ def support_refresh(settings: DashboardSettings) -> dict:
     source = DashboardSource(settings)
     widget = SupportDashboard(source, refresh_s=0)
     steady = timed(widget.refresh, 5)
-    forced = []
-    for _ in range(3):
-        for name in ("squeue", "sinfo", "history"):
-            meta = source.cache.meta(name)
-            if meta:
-                source.cache.write_meta(name, **{**meta, "at": 0})
-        t0 = time.perf_counter()
-        widget.refresh()
-        forced.append(time.perf_counter() - t0)
+    forced = forced_refreshes(source, widget, ("squeue", "sinfo", "history"))
     widget.close()
     return {"support_refresh_steady_s": steady,
             "support_refresh_all_calls_s": statistics.median(forced)}
